@@ -1,0 +1,1 @@
+"""Getting the photos: fetch (download or link), archive reading, image decoding, splitting."""

@@ -1,0 +1,181 @@
+"""Stage `prepare`: raw archive -> validated, de-duplicated, split uint8 arrays.
+
+Reads the archive in place, decodes every image once (in a process pool),
+drops bad files with a recorded reason, removes exact duplicates, splits
+deterministically and writes one memory-mappable array per split plus a
+manifest that accounts for every file seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from dlcompare.atomic import building_dir, write_json
+from dlcompare.data.archive import detect_layout, junk_or_non_image, label_from_path, open_source
+from dlcompare.data.images import BadImage, decode_image
+from dlcompare.data.split import assign_splits
+from dlcompare.errors import UserError
+from dlcompare.params import PrepareParams
+
+SPLITS = ("train", "val", "test")
+CHUNK = 128
+
+
+def find_raw_input(raw_dir: Path) -> Path:
+    """The archive or folder that `fetch` left in data/raw."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.exists():
+        raise UserError(f"{raw_dir}: not found; run `dlcompare fetch` (or `dvc repro fetch`) first")
+    if raw_dir.is_file():
+        return raw_dir
+    children = [p for p in raw_dir.iterdir() if not p.name.startswith(".")]
+    if len(children) == 1 and children[0].is_file():
+        return children[0]
+    return raw_dir
+
+
+# --- worker side: each process opens the source and the pixel buffer once ---
+_worker: dict = {}
+
+
+def _init_worker(source_path: str, pixels_path: str, shape: tuple, size: int, resize: str, max_pixels: int) -> None:
+    _worker.update(
+        source=open_source(Path(source_path)),
+        pixels=np.lib.format.open_memmap(pixels_path, mode="r+"),
+        size=size,
+        resize=resize,
+        max_pixels=max_pixels,
+    )
+
+
+def _decode_chunk(chunk: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
+    """Decode entries straight into the shared pixel buffer; return (index, sha256, reason)."""
+    results = []
+    for index, path in chunk:
+        data = _worker["source"].read(path)
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            _worker["pixels"][index] = decode_image(data, _worker["size"], _worker["resize"], _worker["max_pixels"])
+            reason = ""
+        except BadImage as bad:
+            reason = bad.reason
+        results.append((index, digest, reason))
+    _worker["pixels"].flush()
+    return results
+
+
+def _resolve_duplicates(rows: list[dict]) -> None:
+    """Mark exact duplicates ('duplicate') and bytes filed under two labels ('label_conflict')."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        if not row["reason"]:
+            groups[row["sha256"]].append(row)
+    for copies in groups.values():
+        if len({row["label"] for row in copies}) > 1:
+            for row in copies:
+                row["reason"] = "label_conflict"
+        else:
+            for row in copies[1:]:  # rows are in path order: the first path is kept
+                row["reason"] = "duplicate"
+
+
+def prepare(raw: Path, out_dir: Path, metrics_path: Path, params: PrepareParams) -> dict:
+    """Run the whole stage; return the metrics written to `metrics_path`."""
+    started = time.perf_counter()
+    source_path = find_raw_input(raw)
+    source = open_source(source_path)
+
+    rows = [{"path": e.path, "label": "", "split": "", "reason": junk_or_non_image(e.path) or "", "sha256": ""} for e in source.entries]
+    candidates = [row for row in rows if not row["reason"]]
+    layout = detect_layout([row["path"] for row in candidates])
+    for row in candidates:
+        label = label_from_path(row["path"], layout)
+        if label is None:
+            row["reason"] = "no_label"
+        else:
+            row["label"] = label
+    classes = sorted({row["label"] for row in rows if row["label"]})
+    if len(classes) < 2:
+        raise UserError(
+            f"{source_path}: found {len(classes)} class(es) {classes}; need at least two"
+            " (train/cat.N.jpg, PetImages/Cat/N.jpg or <class>/<image> layout)"
+        )
+
+    with building_dir(out_dir) as work:
+        size = params.image_size
+        shape = (len(rows), size, size, 3)
+        pixels_path = work / "all_pixels.npy"
+        np.lib.format.open_memmap(pixels_path, mode="w+", dtype=np.uint8, shape=shape).flush()
+        todo = [(i, row["path"]) for i, row in enumerate(rows) if not row["reason"]]
+        chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
+        workers = params.workers or len(os.sched_getaffinity(0))
+        init = (str(source_path), str(pixels_path), shape, size, params.resize, params.max_pixels)
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=init) as pool, tqdm(
+            total=len(todo), desc="prepare", unit="img", disable=None
+        ) as bar:
+            for results in pool.map(_decode_chunk, chunks):
+                for index, digest, reason in results:
+                    rows[index]["sha256"] = digest
+                    rows[index]["reason"] = reason
+                bar.update(len(results))
+
+        _resolve_duplicates(rows)
+        kept = [row for row in rows if not row["reason"]]
+        split_of = assign_splits(
+            [row["sha256"] for row in kept],
+            [row["label"] for row in kept],
+            params.test_fraction,
+            params.val_fraction,
+            params.seed,
+            params.max_per_class,
+        )
+        for row, split in zip(kept, split_of):
+            if split == "capped":
+                row["reason"] = "capped"
+            else:
+                row["split"] = split
+        for row in rows:
+            if row["reason"]:
+                row["split"] = "dropped"
+
+        all_pixels = np.load(pixels_path, mmap_mode="r")
+        for split in SPLITS:
+            indices = np.array([i for i, row in enumerate(rows) if row["split"] == split], dtype=np.int64)
+            x = np.lib.format.open_memmap(work / f"{split}_x.npy", mode="w+", dtype=np.uint8, shape=(len(indices), size, size, 3))
+            for start in range(0, len(indices), 1024):
+                x[start : start + 1024] = all_pixels[indices[start : start + 1024]]
+            x.flush()
+            del x
+            y = np.array([classes.index(rows[i]["label"]) for i in indices], dtype=np.uint8)
+            np.save(work / f"{split}_y.npy", y)
+        del all_pixels
+        pixels_path.unlink()
+
+        manifest = pd.DataFrame(rows, columns=["path", "label", "split", "reason", "sha256"])
+        manifest.to_csv(work / "manifest.csv", index=False, lineterminator="\n")
+        info = {"classes": classes, "layout": layout, "source": source_path.name, "image_size": size, "resize": params.resize}
+        write_json(work / "info.json", info)
+
+    seconds = time.perf_counter() - started
+    dropped = Counter(row["reason"] for row in rows if row["reason"])
+    split_counts = {split: {c: sum(1 for r in rows if r["split"] == split and r["label"] == c) for c in classes} for split in SPLITS}
+    metrics = {
+        "files_seen": len(rows),
+        "images_kept": sum(1 for row in rows if row["split"] in SPLITS),
+        "dropped": dict(sorted(dropped.items())),
+        "duplicates_removed": dropped.get("duplicate", 0),
+        "split": split_counts,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(len(todo) / seconds, 1),
+    }
+    write_json(metrics_path, metrics)
+    return metrics

@@ -1,0 +1,63 @@
+"""Shared test helpers: the real datasets in ../shared, small zip builders, and CLI runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT.parent / "shared" / "datasets"
+KAGGLE_10K = DATASETS / "dogs-vs-cats-train-10k.zip"
+PETIMAGES_MINI = DATASETS / "petimages-mini.zip"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_datasets_present():
+    if not (KAGGLE_10K.is_file() and PETIMAGES_MINI.is_file()):
+        pytest.exit(f"the shared datasets are missing: expected them in {DATASETS} (../shared beside the checkout)", 2)
+
+
+def env_with_venv() -> dict:
+    """Environment in which `dlcompare` and `dvc` resolve to this interpreter's venv."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run_cli(*args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(BIN / "dlcompare"), *args], cwd=cwd, env=env_with_venv(), capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"dlcompare {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def write_params(directory: Path, text: str) -> Path:
+    path = directory / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def copy_members(source_zip: Path, target_zip: Path, keep) -> int:
+    """Write a zip holding the members of `source_zip` for which keep(name) is true."""
+    count = 0
+    with zipfile.ZipFile(source_zip) as src, zipfile.ZipFile(target_zip, "w") as dst:
+        for info in src.infolist():
+            if not info.is_dir() and keep(info.filename):
+                dst.writestr(info, src.read(info))
+                count += 1
+    return count
+
+
+def small_kaggle_zip(path: Path, per_class: int) -> Path:
+    """A real Kaggle-layout subset: cat.0..N-1 and dog.0..N-1 from the 10k zip."""
+    wanted = {f"train/{c}.{i}.jpg" for c in ("cat", "dog") for i in range(per_class)}
+    copy_members(KAGGLE_10K, path, lambda name: name in wanted)
+    return path
