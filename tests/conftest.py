@@ -61,3 +61,33 @@ def small_kaggle_zip(path: Path, per_class: int) -> Path:
     wanted = {f"train/{c}.{i}.jpg" for c in ("cat", "dog") for i in range(per_class)}
     copy_members(KAGGLE_10K, path, lambda name: name in wanted)
     return path
+
+
+def run_tool(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run dvc/git in a test repo with a git identity (CI has none; dvc exp commits)."""
+    env = env_with_venv()
+    env.update(
+        GIT_AUTHOR_NAME="dlcompare tests", GIT_AUTHOR_EMAIL="tests@dlcompare.invalid",
+        GIT_COMMITTER_NAME="dlcompare tests", GIT_COMMITTER_EMAIL="tests@dlcompare.invalid",
+        DVC_NO_ANALYTICS="1",
+    )
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def make_dvc_project(directory: Path, params_yaml: str) -> Path:
+    """A fresh git + DVC repo holding this project's pipeline and code, with the given params."""
+    import shutil
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / name, directory / name)
+    shutil.copytree(ROOT / "src", directory / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (directory / "params.yaml").write_text(params_yaml)
+    run_tool(["git", "init", "-q"], directory)
+    run_tool(["dvc", "init", "-q"], directory)
+    run_tool(["git", "add", "-A"], directory)
+    run_tool(["git", "commit", "-qm", "test project"], directory)
+    return directory
