@@ -77,15 +77,27 @@ def run_tool(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
-def make_dvc_project(directory: Path, params_yaml: str) -> Path:
-    """A fresh git + DVC repo holding this project's pipeline and code, with the given params."""
+def project_params(overrides: dict) -> str:
+    """The project's params.yaml with `overrides` merged in (nested dicts merge key by key)."""
+    import yaml
+
+    def merge(base: dict, extra: dict) -> dict:
+        for key, value in extra.items():
+            base[key] = merge(base.get(key, {}), value) if isinstance(value, dict) else value
+        return base
+
+    return yaml.safe_dump(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), overrides), sort_keys=False)
+
+
+def make_dvc_project(directory: Path, overrides: dict) -> Path:
+    """A fresh git + DVC repo holding this project's pipeline and code, with params overridden."""
     import shutil
 
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, directory / name)
     shutil.copytree(ROOT / "src", directory / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    (directory / "params.yaml").write_text(params_yaml)
+    (directory / "params.yaml").write_text(project_params(overrides))
     run_tool(["git", "init", "-q"], directory)
     run_tool(["dvc", "init", "-q"], directory)
     run_tool(["git", "add", "-A"], directory)

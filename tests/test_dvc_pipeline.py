@@ -7,7 +7,7 @@ from conftest import PETIMAGES_MINI, make_dvc_project, run_tool
 
 def test_dvc_repro_fetch_prepare_then_nothing_to_do(tmp_path):
     project = make_dvc_project(
-        tmp_path / "project", f"data:\n  source: {PETIMAGES_MINI}\nprepare:\n  image_size: 32\n"
+        tmp_path / "project", {"data": {"source": str(PETIMAGES_MINI)}, "prepare": {"image_size": 32}}
     )
     first = run_tool(["dvc", "repro", "prepare"], project)
     assert "Running stage 'fetch'" in first.stdout and "Running stage 'prepare'" in first.stdout

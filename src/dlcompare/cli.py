@@ -72,32 +72,53 @@ def prepare(
     )
 
 
-def _not_yet(stage: str, issue: int) -> None:
-    raise UserError(f"`dlcompare {stage}` is not built yet (planned in issue #{issue})")
+FRAMEWORK_OPTION = typer.Option(..., "--framework", "-f", help="keras or tensorflow.")
+SEED_OPTION = typer.Option(..., "--seed", "-s", help="Seed of the run: initial weights, batch order, augmentation, dropout.")
 
 
 @app.command()
-def train(params: Path = PARAMS_OPTION) -> None:
-    """Train one framework with one seed on the prepared arrays. (not built yet: issue #3)"""
-    _not_yet("train", 3)
+def train(framework: str = FRAMEWORK_OPTION, seed: int = SEED_OPTION, params: Path = PARAMS_OPTION) -> None:
+    """Train one framework with one seed on the prepared arrays (model.*, train.*); resumes after an interruption."""
+    from dlcompare.params import load_params
+    from dlcompare.train import train as run_train
+
+    result = run_train(framework, seed, load_params(params))
+    typer.echo(
+        f"{framework}-{seed}: val accuracy {result['val_accuracy']:.4f}, first epoch {result['seconds']['first_epoch']:.1f} s,"
+        f" then {result['seconds']['epoch_median']:.1f} s per epoch ({result['images_per_s']:.0f} images/s)"
+    )
 
 
 @app.command()
-def evaluate(params: Path = PARAMS_OPTION) -> None:
-    """Test-set metrics, predictions and latency of one trained model. (not built yet: issue #3)"""
-    _not_yet("evaluate", 3)
+def evaluate(framework: str = FRAMEWORK_OPTION, seed: int = SEED_OPTION, params: Path = PARAMS_OPTION) -> None:
+    """Test-set metrics, per-image predictions and latency of one trained model (evaluate.*)."""
+    from dlcompare.evaluate import evaluate as run_evaluate
+    from dlcompare.params import load_params
+
+    result = run_evaluate(framework, seed, load_params(params))
+    typer.echo(
+        f"{framework}-{seed}: test accuracy {result['accuracy']:.4f} (n={result['n_test']}), ROC AUC {result['roc_auc']:.4f},"
+        f" {result['latency_ms_p50']:.1f} ms per image, {result['images_per_s']:.0f} images/s batched"
+    )
 
 
 @app.command()
 def compare(params: Path = PARAMS_OPTION) -> None:
-    """Statistics across frameworks and seeds, figures and the written report. (not built yet: issue #4)"""
-    _not_yet("compare", 4)
+    """Statistics across frameworks and seeds, figures and the written report (not built yet: issue #4)."""
+    raise UserError("`dlcompare compare` is not built yet (planned in issue #4)")
 
 
 @app.command()
-def predict(images: List[Path] = typer.Argument(..., help="Image files to classify.")) -> None:
-    """Classify images with every trained model. (not built yet: issue #3)"""
-    _not_yet("predict", 3)
+def predict(
+    images: List[Path] = typer.Argument(..., help="Image files to classify."),
+    params: Path = PARAMS_OPTION,
+) -> None:
+    """Classify images with every trained model under models/."""
+    from dlcompare.params import load_params
+    from dlcompare.predict import predict as run_predict
+
+    for row in run_predict(images, load_params(params)):
+        typer.echo(f"{row['image']}\t{row['model']}\t{row['label']}\t{row['probability']:.3f}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ instead of after an hour of training.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,9 +44,71 @@ class PrepareParams(Section):
     workers: int = Field(default=0, ge=0)
 
 
+FRAMEWORKS = ("keras", "tensorflow")
+
+
+class ModelParams(Section):
+    filters: list[Annotated[int, Field(ge=1)]] = Field(default=[32, 64, 128, 256], min_length=1)
+    convs_per_block: int = Field(default=1, ge=1)
+    kernel_size: int = Field(default=3, ge=1)
+    batch_norm: bool = True
+    bn_momentum: float = Field(default=0.99, ge=0.0, lt=1.0)
+    bn_epsilon: float = Field(default=1e-3, gt=0.0)
+    head: Literal["global_avg", "flatten"] = "global_avg"
+    dense_units: int = Field(default=0, ge=0)
+    dropout: float = Field(default=0.3, ge=0.0, lt=1.0)
+
+
+class AugmentParams(Section):
+    flip: bool = True
+    shift: float = Field(default=0.125, ge=0.0, lt=0.5)
+
+
+class TrainParams(Section):
+    frameworks: list[Literal[FRAMEWORKS]] = Field(default=list(FRAMEWORKS), min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0], min_length=1)
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    learning_rate: float = Field(default=2e-3, gt=0.0)
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    min_learning_rate: float = Field(default=0.0, ge=0.0)
+    adam_beta_1: float = Field(default=0.9, ge=0.0, lt=1.0)
+    adam_beta_2: float = Field(default=0.999, ge=0.0, lt=1.0)
+    adam_epsilon: float = Field(default=1e-7, gt=0.0)
+    augment: AugmentParams = AugmentParams()
+    threads: int = Field(default=0, ge=0)
+    jit_compile: bool = False
+
+
+class EvaluateParams(Section):
+    threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    batch_size: int = Field(default=256, ge=1)
+    latency_runs: int = Field(default=50, ge=5)
+
+
 class Params(Section):
     data: DataParams = DataParams()
     prepare: PrepareParams = PrepareParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def _check_across_sections(params: Params, path: Path) -> None:
+    """Rules that involve more than one key."""
+    blocks = len(params.model.filters)
+    needed = 2**blocks
+    if params.prepare.image_size < needed:
+        raise UserError(
+            f"{path}: prepare.image_size = {params.prepare.image_size} is too small for {blocks} pooling blocks"
+            f" (model.filters); use at least {needed} or fewer blocks"
+        )
+    for key in ("frameworks", "seeds"):
+        values = getattr(params.train, key)
+        if len(set(values)) != len(values):
+            raise UserError(f"{path}: train.{key} = {values} lists a value twice; list each once")
+    if params.train.min_learning_rate > params.train.learning_rate:
+        raise UserError(f"{path}: train.min_learning_rate must not exceed train.learning_rate")
 
 
 def _one_line(error: ValidationError, path: Path) -> str:
@@ -73,6 +135,8 @@ def load_params(path: Path = DEFAULT_PARAMS) -> Params:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of sections (data, prepare, ...)")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         raise UserError(_one_line(exc, path)) from None
+    _check_across_sections(params, path)
+    return params

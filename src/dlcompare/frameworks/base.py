@@ -1,0 +1,121 @@
+"""The small interface every framework implements, and the training session they share.
+
+A framework file only has to build the CNN from a `ModelSpec`, load the
+canonical initial weights, run its own idiomatic training loop and save the
+model in its native format. Everything around that (batches, learning-rate
+schedule, per-epoch bookkeeping, dvclive curves, resume history, timing) is
+here, written once, so the frameworks differ only where they really differ.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from dlcompare.batches import TrainBatches
+from dlcompare.model_spec import ModelSpec
+from dlcompare.params import TrainParams
+
+VALIDATION_BATCH = 256  # inference only: bigger is faster and changes no result
+EPOCH_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+def learning_rate(train: TrainParams, epoch: int) -> float:
+    """The learning rate of `epoch` (constant, or cosine decay to min_learning_rate over the run)."""
+    if train.lr_schedule == "constant" or train.epochs == 1:
+        return train.learning_rate
+    progress = epoch / (train.epochs - 1)
+    low, high = train.min_learning_rate, train.learning_rate
+    return low + 0.5 * (high - low) * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass
+class TrainingSession:
+    """What a framework's training loop needs, and where it reports each epoch.
+
+    The loop calls `epoch_begin(epoch)`, `validation_begin(epoch)` and
+    `epoch_end(epoch, logs)`; the session times the phases, keeps the
+    history next to the checkpoint (so a resumed run reports every epoch)
+    and forwards the curves to `on_epoch` (dvclive).
+    """
+
+    train: TrainParams
+    seed: int
+    batches: TrainBatches
+    val_x: np.ndarray
+    val_y: np.ndarray
+    checkpoint_dir: Path
+    on_epoch: Callable[[int, dict], None] = lambda epoch, logs: None
+    history: dict[int, dict] = field(default_factory=dict)
+    _started: float = 0.0
+    _train_seconds: float = 0.0
+
+    @property
+    def history_file(self) -> Path:
+        return self.checkpoint_dir / "history.json"
+
+    def load_history(self) -> None:
+        if self.history_file.exists():
+            self.history = {int(k): v for k, v in json.loads(self.history_file.read_text()).items()}
+
+    def learning_rate(self, epoch: int) -> float:
+        return learning_rate(self.train, epoch)
+
+    def epoch_begin(self, epoch: int) -> None:
+        self._started = time.perf_counter()
+
+    def validation_begin(self, epoch: int) -> None:
+        self._train_seconds = time.perf_counter() - self._started
+
+    def epoch_end(self, epoch: int, logs: dict) -> None:
+        record = {key: float(logs[key]) for key in EPOCH_KEYS}
+        record["learning_rate"] = self.learning_rate(epoch)
+        record["train_seconds"] = self._train_seconds
+        record["seconds"] = time.perf_counter() - self._started
+        self.history[epoch] = record
+        tmp = self.history_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.history, indent=1))
+        os.replace(tmp, self.history_file)
+        self.on_epoch(epoch, record)
+
+    def ordered_history(self) -> list[dict]:
+        return [self.history[epoch] for epoch in range(self.train.epochs)]
+
+
+class Framework(ABC):
+    """One framework's complete CNN + training loop."""
+
+    def __init__(self, spec: ModelSpec, train: TrainParams, seed: int):
+        self.spec, self.train, self.seed = spec, train, seed
+
+    @abstractmethod
+    def build(self, weights: dict[str, np.ndarray]) -> None:
+        """Create the model and optimiser and load the canonical initial weights."""
+
+    @abstractmethod
+    def weights(self) -> dict[str, np.ndarray]:
+        """Current weights under their canonical names and layouts."""
+
+    @abstractmethod
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        """Probabilities of class 1, shape (batch,); training=True uses batch statistics."""
+
+    @abstractmethod
+    def train_batch(self, x: np.ndarray, y: np.ndarray, learning_rate: float) -> None:
+        """One optimiser step on one batch."""
+
+    @abstractmethod
+    def fit(self, session: TrainingSession) -> None:
+        """Train for session.train.epochs, resuming from session.checkpoint_dir if it holds a checkpoint."""
+
+    @abstractmethod
+    def save(self, directory: Path) -> None:
+        """Save the trained model in the framework's native format."""

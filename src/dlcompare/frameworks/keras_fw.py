@@ -1,0 +1,163 @@
+"""Keras 3: the CNN as a `keras.Sequential`, trained with `compile` + `fit`.
+
+This is the whole Keras implementation; its length is the coding effort the
+comparison reports. Data comes from the shared batch iterator through a
+`keras.utils.PyDataset`; checkpoints are Keras' own `BackupAndRestore`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dlcompare.batches import EvalBatches
+from dlcompare.frameworks import tf_runtime
+from dlcompare.frameworks.base import VALIDATION_BATCH, Framework, TrainingSession
+
+import keras  # noqa: E402  (after tf_runtime has quietened TensorFlow's logging)
+
+MODEL_FILE = "model.keras"
+
+
+def build_model(spec) -> keras.Sequential:
+    model = keras.Sequential(name="dlcompare_cnn")
+    model.add(keras.Input(shape=(spec.image_size, spec.image_size, 3)))
+    for name, _, width, _, pool_after in spec.convs():
+        model.add(keras.layers.Conv2D(width, spec.kernel_size, padding="same", use_bias=not spec.batch_norm, name=name))
+        if spec.batch_norm:
+            model.add(keras.layers.BatchNormalization(momentum=spec.bn_momentum, epsilon=spec.bn_epsilon, name=f"{name}_bn"))
+        model.add(keras.layers.ReLU())
+        if pool_after:
+            model.add(keras.layers.MaxPooling2D(pool_size=2))
+    model.add(keras.layers.GlobalAveragePooling2D() if spec.head == "global_avg" else keras.layers.Flatten())
+    if spec.dense_units:
+        model.add(keras.layers.Dense(spec.dense_units, activation="relu", name="dense"))
+    model.add(keras.layers.Dropout(spec.dropout, name="dropout"))
+    model.add(keras.layers.Dense(1, activation="sigmoid", name="output"))
+    return model
+
+
+def layer_variables(model: keras.Model) -> dict[str, keras.Variable]:
+    """Canonical weight name -> Keras variable (layers are named after the canonical names)."""
+    found = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            parts = {"gamma": layer.gamma, "beta": layer.beta, "moving_mean": layer.moving_mean, "moving_variance": layer.moving_variance}
+            conv = layer.name.removesuffix("_bn")
+            found.update({f"{conv}/bn/{part}": variable for part, variable in parts.items()})
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            found[f"{layer.name}/kernel"] = layer.kernel
+            if layer.use_bias:
+                found[f"{layer.name}/bias"] = layer.bias
+    return found
+
+
+class EpochBatches(keras.utils.PyDataset):
+    """The shared batches of the current epoch, which `SessionCallback` sets."""
+
+    def __init__(self, session: TrainingSession):
+        super().__init__()
+        self.batches, self.epoch = session.batches, 0
+
+    def __len__(self):
+        return self.batches.steps
+
+    def __getitem__(self, step):
+        return self.batches.batch(self.epoch, step)
+
+
+class ValidationBatches(keras.utils.PyDataset):
+    def __init__(self, session: TrainingSession):
+        super().__init__()
+        self.batches = EvalBatches(session.val_x, session.val_y, VALIDATION_BATCH)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return self.batches.batch(index)
+
+
+class SessionCallback(keras.callbacks.Callback):
+    """Feeds `fit`'s epochs into the shared session, and pins what must not depend on history:
+    the epoch's batches, its learning rate and its dropout random stream."""
+
+    def __init__(self, session: TrainingSession, data: EpochBatches):
+        super().__init__()
+        self.session, self.data = session, data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.data.epoch = epoch
+        self.model.optimizer.learning_rate.assign(self.session.learning_rate(epoch))
+        dropout = self.model.get_layer("dropout")
+        if dropout.rate:
+            state = dropout.seed_generator.state
+            state.assign(keras.ops.convert_to_tensor([self.session.seed, epoch << 20], dtype=state.dtype))
+        self.session.epoch_begin(epoch)
+
+    def on_test_begin(self, logs=None):
+        self.session.validation_begin(self.data.epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.session.epoch_end(epoch, {
+            "train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
+            "val_loss": logs["val_loss"], "val_accuracy": logs["val_accuracy"],
+        })
+
+
+class Implementation(Framework):
+    def build(self, weights):
+        self.runtime = tf_runtime.configure(self.train.threads, self.seed, not self.train.jit_compile)
+        keras.utils.set_random_seed(self.seed)
+        self.model = build_model(self.spec)
+        for name, variable in layer_variables(self.model).items():
+            variable.assign(weights[name])
+        optimizer = keras.optimizers.Adam(
+            learning_rate=self.train.learning_rate,
+            beta_1=self.train.adam_beta_1,
+            beta_2=self.train.adam_beta_2,
+            epsilon=self.train.adam_epsilon,
+        )
+        self.model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.BinaryCrossentropy(),
+            metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
+            jit_compile=self.train.jit_compile,
+        )
+
+    def weights(self):
+        return {name: np.array(variable) for name, variable in layer_variables(self.model).items()}
+
+    def forward(self, x, training):
+        return np.asarray(self.model(x, training=training))[:, 0]
+
+    def train_batch(self, x, y, learning_rate):
+        self.model.optimizer.learning_rate.assign(learning_rate)
+        self.model.train_on_batch(x, y)
+
+    def fit(self, session):
+        data = EpochBatches(session)
+        self.model.fit(
+            data,
+            validation_data=ValidationBatches(session),
+            epochs=self.train.epochs,
+            verbose=0,
+            callbacks=[
+                SessionCallback(session, data),
+                keras.callbacks.BackupAndRestore(
+                    str(session.checkpoint_dir / "keras"), delete_checkpoint=False, double_checkpoint=True
+                ),
+            ],
+        )
+
+    def save(self, directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save(directory / MODEL_FILE)
+
+
+def load_predictor(directory: Path, threads: int = 0):
+    """A function from float images (B, S, S, 3) to class-1 probabilities (B,)."""
+    tf_runtime.configure(threads, seed=0)
+    model = keras.saving.load_model(directory / MODEL_FILE)
+    return lambda x: np.asarray(model.predict_on_batch(x))[:, 0]

@@ -1,0 +1,52 @@
+"""`dlcompare predict IMAGE...`: every trained model's verdict on the user's own photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dlcompare import frameworks
+from dlcompare.batches import to_float
+from dlcompare.data.images import BadImage, decode_image
+from dlcompare.errors import UserError
+from dlcompare.params import FRAMEWORKS, Params
+from dlcompare.prepared import load_info
+
+
+def trained_runs(models: Path) -> list[tuple[str, str]]:
+    """(framework, run name) of every model folder under `models`."""
+    found = []
+    for directory in sorted(Path(models).glob("*-*")):
+        framework = directory.name.rsplit("-", 1)[0]
+        if directory.is_dir() and framework in FRAMEWORKS:
+            found.append((framework, directory.name))
+    return found
+
+
+def load_images(paths: list[Path], params: Params) -> np.ndarray:
+    """Decode the user's images exactly as prepare decoded the training data."""
+    images = []
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"{path}: no such image file")
+        try:
+            images.append(decode_image(path.read_bytes(), params.prepare.image_size, params.prepare.resize, params.prepare.max_pixels))
+        except BadImage as bad:
+            raise UserError(f"{path}: cannot be read as an image ({bad.reason})") from None
+    return to_float(np.stack(images))
+
+
+def predict(paths: list[Path], params: Params, prepared: Path = Path("data/prepared"), models: Path = Path("models")) -> list[dict]:
+    runs = trained_runs(models)
+    if not runs:
+        raise UserError(f"{models}: no trained models; run `dvc repro` (or `dlcompare train`) first")
+    classes = load_info(prepared, params.prepare.image_size)["classes"]
+    images = load_images(paths, params)
+    rows = []
+    for framework, run in runs:
+        probability = frameworks.load(framework).load_predictor(Path(models) / run, params.train.threads)(images)
+        for path, p in zip(paths, probability):
+            label = classes[int(p > params.evaluate.threshold)]
+            rows.append({"image": str(path), "model": run, "label": label, "probability": float(p if p > 0.5 else 1 - p)})
+    return rows

@@ -1,0 +1,149 @@
+"""Stage `train@<framework>-<seed>`: train one framework with one seed.
+
+Everything that is not the framework's own business happens here, the same
+way for every framework: reading the prepared arrays, the canonical initial
+weights, the batch iterator, the checkpoint directory (and whether its
+checkpoint belongs to this configuration), dvclive curves, timing and memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+from dlcompare import frameworks
+from dlcompare.atomic import building_dir, write_json
+from dlcompare.batches import TrainBatches
+from dlcompare.effort import logical_lines
+from dlcompare.errors import UserError
+from dlcompare.model_spec import ModelSpec
+from dlcompare.params import FRAMEWORKS, Params
+from dlcompare.prepared import load_info, load_split
+
+
+def run_name(framework: str, seed: int) -> str:
+    return f"{framework}-{seed}"
+
+
+def _fingerprint(params: Params, framework: str, seed: int, prepared: Path) -> str:
+    """What a checkpoint must have been trained with to be resumed."""
+    train = params.train.model_dump(exclude={"frameworks", "seeds"})
+    identity = {
+        "framework": framework, "seed": seed, "model": params.model.model_dump(), "train": train,
+        "prepare": params.prepare.model_dump(),
+        "manifest": hashlib.sha256((prepared / "manifest.csv").read_bytes()).hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _checkpoint_dir(directory: Path, fingerprint: str) -> Path:
+    """The run's checkpoint folder, emptied if it holds another configuration's checkpoint."""
+    stamp = directory / "fingerprint.txt"
+    if directory.exists() and (not stamp.exists() or stamp.read_text() != fingerprint):
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+    return directory
+
+
+def _curves_logger(directory: Path):
+    """dvclive, writing only the per-epoch curves (the summary is metrics/train/<run>.json)."""
+    from dvclive import Live
+
+    class CurvesOnly(Live):
+        # log_metric appends to the .tsv files itself; sync would also write a summary
+        # metrics.json, which would sit among the plot files and duplicate metrics/train/.
+        def sync(self):
+            pass
+
+    return CurvesOnly(dir=str(directory), dvcyaml=None, save_dvc_exp=False, report=None)
+
+
+def train(framework: str, seed: int, params: Params, prepared: Path = Path("data/prepared"),
+          models: Path = Path("models"), checkpoints: Path = Path("checkpoints"),
+          metrics_dir: Path = Path("metrics/train"), curves_dir: Path = Path("dvclive")) -> dict:
+    if framework not in FRAMEWORKS:
+        raise UserError(f"--framework {framework!r} is not one of {', '.join(FRAMEWORKS)}")
+    run = run_name(framework, seed)
+    started = time.perf_counter()
+    load_info(prepared, params.prepare.image_size)
+    x_train, y_train = load_split(prepared, "train")
+    x_val, y_val = load_split(prepared, "val")
+    if len(x_val) == 0:
+        raise UserError("the validation split is empty; set prepare.val_fraction above 0")
+    augment = params.train.augment
+    try:
+        batches = TrainBatches(x_train, y_train, params.train.batch_size, seed, augment.flip, augment.shift)
+    except ValueError as error:
+        raise UserError(f"train.batch_size = {params.train.batch_size}: {error}") from None
+    data_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    module = frameworks.load(framework)
+    import_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    spec = ModelSpec.from_params(params)
+    implementation = module.Implementation(spec, params.train, seed)
+    implementation.build(spec.initial_weights(seed))
+    build_seconds = time.perf_counter() - started
+
+    from dlcompare.frameworks.base import TrainingSession
+
+    live = _curves_logger(curves_dir / run)
+
+    def log_epoch(epoch: int, record: dict) -> None:
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            live.log_metric(key.replace("_", "/", 1), record[key])
+        live.log_metric("learning_rate", record["learning_rate"])
+        live.next_step()
+        print(f"{run} epoch {epoch + 1}/{params.train.epochs}: loss {record['train_loss']:.4f}"
+              f" acc {record['train_accuracy']:.4f} val_loss {record['val_loss']:.4f}"
+              f" val_acc {record['val_accuracy']:.4f} ({record['seconds']:.1f} s)", flush=True)
+
+    session = TrainingSession(
+        train=params.train, seed=seed, batches=batches, val_x=x_val, val_y=y_val,
+        checkpoint_dir=_checkpoint_dir(checkpoints / run, _fingerprint(params, framework, seed, prepared)),
+        on_epoch=log_epoch,
+    )
+    session.load_history()
+    for epoch in sorted(session.history):  # a resumed run's curves start where the first attempt's did
+        log_epoch(epoch, session.history[epoch])
+    implementation.fit(session)
+    history = session.ordered_history()
+
+    with building_dir(models / run) as directory:
+        implementation.save(directory)
+
+    train_seconds = [record["train_seconds"] for record in history]
+    steady = train_seconds[1:] or train_seconds
+    epoch_median = statistics.median(steady)
+    final = history[-1]
+    metrics = {
+        "epochs": len(history),
+        "train_loss": final["train_loss"],
+        "train_accuracy": final["train_accuracy"],
+        "val_loss": final["val_loss"],
+        "val_accuracy": final["val_accuracy"],
+        "seconds": {
+            "data": round(data_seconds, 3),
+            "import": round(import_seconds, 3),
+            "build": round(build_seconds, 3),
+            "first_epoch": round(train_seconds[0], 3),
+            "epoch_median": round(epoch_median, 3),
+            "train": round(sum(record["seconds"] for record in history), 3),
+        },
+        "images_per_s": round(batches.steps * batches.batch_size / epoch_median, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "params": spec.parameter_count(),
+        "flops_per_image": spec.flops_per_image(),
+        "lines_of_code": logical_lines(frameworks.source_file(framework)),
+        "threads": implementation.runtime,
+    }
+    write_json(metrics_dir / f"{run}.json", metrics)
+    return metrics
