@@ -17,7 +17,7 @@ def test_dvc_repro_fetch_prepare_then_nothing_to_do(tmp_path):
 
     second = run_tool(["dvc", "repro", "prepare"], project)
     assert "Running stage" not in second.stdout
-    assert "up to date" in run_tool(["dvc", "status"], project).stdout
+    assert "up to date" in run_tool(["dvc", "status", "prepare"], project).stdout
 
     shown = run_tool(["dvc", "metrics", "show", "--json"], project).stdout
     assert "images_kept" in shown
