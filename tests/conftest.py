@@ -81,12 +81,7 @@ def project_params(overrides: dict) -> str:
     """The project's params.yaml with `overrides` merged in (nested dicts merge key by key)."""
     import yaml
 
-    def merge(base: dict, extra: dict) -> dict:
-        for key, value in extra.items():
-            base[key] = merge(base.get(key, {}), value) if isinstance(value, dict) else value
-        return base
-
-    return yaml.safe_dump(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), overrides), sort_keys=False)
+    return yaml.safe_dump(merge_dicts(yaml.safe_load((ROOT / "params.yaml").read_text()), overrides), sort_keys=False)
 
 
 def make_dvc_project(directory: Path, overrides: dict) -> Path:
@@ -103,3 +98,43 @@ def make_dvc_project(directory: Path, overrides: dict) -> Path:
     run_tool(["git", "add", "-A"], directory)
     run_tool(["git", "commit", "-qm", "test project"], directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory) -> Path:
+    """Real photos, prepared small: 100 per class from the 10k zip at 32 px."""
+    from dlcompare.params import PrepareParams
+    from dlcompare.prepare import prepare
+
+    base = tmp_path_factory.mktemp("tiny")
+    source = small_kaggle_zip(base / "small.zip", per_class=100)
+    prepare(source, base / "prepared", base / "data.json", PrepareParams(image_size=32))
+    return base / "prepared"
+
+
+TINY_TRAINING = {
+    "prepare": {"image_size": 32},
+    "model": {"filters": [8, 16]},
+    "train": {"epochs": 2, "batch_size": 16},
+    "evaluate": {"latency_runs": 5},
+}
+
+
+def tiny_project(directory: Path, prepared: Path, overrides: dict | None = None) -> Path:
+    """A working folder with the prepared tiny data and params for a fast training run."""
+    import shutil
+
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(prepared, directory / "data" / "prepared")
+    params = TINY_TRAINING if overrides is None else merge_dicts(TINY_TRAINING, overrides)
+    (directory / "params.yaml").write_text(project_params(params))
+    return directory
+
+
+def merge_dicts(base: dict, extra: dict) -> dict:
+    import copy
+
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        merged[key] = merge_dicts(merged.get(key, {}), value) if isinstance(value, dict) else value
+    return merged

@@ -112,6 +112,8 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
         on_epoch=log_epoch,
     )
     session.load_history()
+    if session.history:
+        print(f"resuming {run} after epoch {len(session.history)} (checkpoint in {session.checkpoint_dir})", flush=True)
     for epoch in sorted(session.history):  # a resumed run's curves start where the first attempt's did
         log_epoch(epoch, session.history[epoch])
     implementation.fit(session)

@@ -127,7 +127,7 @@ class Implementation(Framework):
         )
 
     def weights(self):
-        return {name: np.array(variable) for name, variable in layer_variables(self.model).items()}
+        return {name: keras.ops.convert_to_numpy(variable) for name, variable in layer_variables(self.model).items()}
 
     def forward(self, x, training):
         return np.asarray(self.model(x, training=training))[:, 0]
@@ -142,6 +142,7 @@ class Implementation(Framework):
             data,
             validation_data=ValidationBatches(session),
             epochs=self.train.epochs,
+            shuffle=False,  # the shared batches are already shuffled; Keras would reorder them with Python's global RNG
             verbose=0,
             callbacks=[
                 SessionCallback(session, data),

@@ -1,0 +1,163 @@
+"""train / evaluate / predict through the CLI on real photos: metrics, determinism, resume, bad params."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import BIN, KAGGLE_10K, env_with_venv, run_cli, tiny_project
+
+TIMING_KEYS = {"seconds", "images_per_s", "peak_rss_mb"}
+FRAMEWORKS = ("keras", "tensorflow")
+
+
+def train_and_evaluate(project, framework, seed=0):
+    run_cli("train", "--framework", framework, "--seed", str(seed), cwd=project, check=True)
+    run_cli("evaluate", "--framework", framework, "--seed", str(seed), cwd=project, check=True)
+    run = f"{framework}-{seed}"
+    return (
+        json.loads((project / "metrics" / "train" / f"{run}.json").read_text()),
+        json.loads((project / "metrics" / "eval" / f"{run}.json").read_text()),
+        pd.read_csv(project / "plots" / "eval" / run / "predictions.csv"),
+    )
+
+
+def without_timings(metrics: dict) -> dict:
+    return {key: value for key, value in metrics.items() if key not in TIMING_KEYS | {"latency_ms_p50", "latency_ms_p95"}}
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_run_writes_every_metric_and_plot(tmp_path, tiny_prepared, framework):
+    project = tiny_project(tmp_path / "p", tiny_prepared)
+    train_metrics, eval_metrics, predictions = train_and_evaluate(project, framework)
+    assert {"epochs", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s",
+            "peak_rss_mb", "params", "flops_per_image", "lines_of_code"} <= set(train_metrics)
+    assert set(train_metrics["seconds"]) >= {"data", "build", "first_epoch", "epoch_median", "train"}
+    assert train_metrics["epochs"] == 2 and train_metrics["lines_of_code"] > 20
+    assert {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "n_test", "seconds",
+            "latency_ms_p50", "latency_ms_p95", "images_per_s"} <= set(eval_metrics)
+    # The metrics are what the per-image predictions say.
+    test_rows = pd.read_csv(project / "data" / "prepared" / "manifest.csv").query("split == 'test'")
+    assert predictions["path"].tolist() == test_rows["path"].tolist()
+    assert predictions["actual"].tolist() == test_rows["label"].tolist()
+    assert eval_metrics["n_test"] == len(predictions)
+    assert eval_metrics["accuracy"] == pytest.approx((predictions["actual"] == predictions["predicted"]).mean())
+    assert ((predictions["probability"] > 0.5) == (predictions["predicted"] == "dog")).all()
+    curves = project / "dvclive" / f"{framework}-0" / "plots" / "metrics"
+    for name in ("train/loss.tsv", "train/accuracy.tsv", "val/loss.tsv", "val/accuracy.tsv"):
+        assert len((curves / name).read_text().splitlines()) == 1 + 2, name
+    assert not (project / "dvclive" / f"{framework}-0" / "metrics.json").exists()
+    roc = pd.read_csv(project / "plots" / "roc" / f"{framework}-0.csv")
+    assert roc["fpr"].iloc[-1] == 1.0 and roc["tpr"].iloc[-1] == 1.0
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_same_params_give_the_same_metrics(tmp_path, tiny_prepared, framework):
+    first = train_and_evaluate(tiny_project(tmp_path / "a", tiny_prepared), framework)
+    second = train_and_evaluate(tiny_project(tmp_path / "b", tiny_prepared), framework)
+    assert without_timings(first[0]) == without_timings(second[0])
+    assert without_timings(first[1]) == without_timings(second[1])
+    assert first[2].equals(second[2])
+    other_seed = train_and_evaluate(tiny_project(tmp_path / "c", tiny_prepared), framework, seed=1)
+    assert without_timings(other_seed[0]) != without_timings(first[0])
+
+
+def checkpoint_written(project, framework) -> bool:
+    folder = project / "checkpoints" / f"{framework}-0"
+    marker = folder / "keras" / "training_metadata.json" if framework == "keras" else folder / "tensorflow" / "checkpoint"
+    return marker.exists()
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, tiny_prepared, framework):
+    longer = {"train": {"epochs": 5}, "model": {"filters": [16, 32]}}
+    reference = train_and_evaluate(tiny_project(tmp_path / "whole", tiny_prepared, longer), framework)
+
+    project = tiny_project(tmp_path / "killed", tiny_prepared, longer)
+    process = subprocess.Popen([str(BIN / "dlcompare"), "train", "-f", framework, "-s", "0"], cwd=project,
+                               env=env_with_venv(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not checkpoint_written(project, framework) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    history = json.loads((project / "checkpoints" / f"{framework}-0" / "history.json").read_text())
+    assert 1 <= len(history) < 5
+
+    resumed = run_cli("train", "-f", framework, "-s", "0", cwd=project, check=True)
+    assert f"resuming {framework}-0 after epoch" in resumed.stdout
+    run_cli("evaluate", "-f", framework, "-s", "0", cwd=project, check=True)
+    train_metrics = json.loads((project / "metrics" / "train" / f"{framework}-0.json").read_text())
+    assert without_timings(train_metrics) == without_timings(reference[0])
+    predictions = pd.read_csv(project / "plots" / "eval" / f"{framework}-0" / "predictions.csv")
+    np.testing.assert_allclose(predictions["probability"], reference[2]["probability"], atol=1e-6)
+    curve = (project / "dvclive" / f"{framework}-0" / "plots" / "metrics" / "val" / "accuracy.tsv").read_text()
+    assert len(curve.splitlines()) == 1 + 5
+
+
+def test_checkpoint_of_other_params_is_not_resumed(tmp_path, tiny_prepared):
+    project = tiny_project(tmp_path / "p", tiny_prepared)
+    run_cli("train", "-f", "tensorflow", "-s", "0", cwd=project, check=True)
+    changed = tiny_project(tmp_path / "q", tiny_prepared, {"train": {"learning_rate": 0.01}})
+    shutil.copytree(project / "checkpoints", changed / "checkpoints")
+    result = run_cli("train", "-f", "tensorflow", "-s", "0", cwd=changed, check=True)
+    assert "resuming" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"train": {"frameworks": ["keras", "pytorch"]}}, "train.frameworks"),
+        ({"train": {"epochs": 0}}, "train.epochs"),
+        ({"train": {"batch_size": -1}}, "train.batch_size"),
+        ({"train": {"learning_rate": 0}}, "train.learning_rate"),
+        ({"train": {"seeds": []}}, "train.seeds"),
+        ({"prepare": {"image_size": 32}, "model": {"filters": [8, 8, 8, 8, 8, 8]}}, "prepare.image_size"),
+        ({"model": {"dropout": 1.5}}, "model.dropout"),
+    ],
+)
+def test_bad_params_fail_at_once_naming_the_key(tmp_path, tiny_prepared, overrides, key):
+    project = tiny_project(tmp_path / "p", tiny_prepared, overrides)
+    started = time.monotonic()
+    result = run_cli("train", "-f", "keras", "-s", "0", cwd=project)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0], result.stderr
+    assert time.monotonic() - started < 10, "validation must happen before any framework is imported"
+    assert not (project / "metrics").exists()
+
+
+def test_unknown_framework_option_and_missing_model_are_one_line_errors(tmp_path, tiny_prepared):
+    project = tiny_project(tmp_path / "p", tiny_prepared)
+    result = run_cli("train", "-f", "caffe", "-s", "0", cwd=project)
+    assert result.returncode == 1 and "caffe" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = run_cli("evaluate", "-f", "keras", "-s", "0", cwd=project)
+    assert result.returncode == 1 and "no trained model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_predict_prints_each_models_label_and_rejects_bad_images(tmp_path, tiny_prepared):
+    project = tiny_project(tmp_path / "p", tiny_prepared, {"train": {"epochs": 1}})
+    for framework in FRAMEWORKS:
+        run_cli("train", "-f", framework, "-s", "0", cwd=project, check=True)
+    photo = tmp_path / "dog.jpg"
+    with zipfile.ZipFile(KAGGLE_10K) as archive:
+        photo.write_bytes(archive.read("train/dog.4321.jpg"))
+    result = run_cli("predict", str(photo), cwd=project, check=True)
+    rows = [line.split("\t") for line in result.stdout.strip().splitlines()]
+    assert [row[1] for row in rows] == ["keras-0", "tensorflow-0"]
+    assert all(row[2] in {"cat", "dog"} and 0.5 <= float(row[3]) <= 1.0 for row in rows)
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo")
+    for bad, message in ((tmp_path / "missing.jpg", "no such image file"), (broken, "cannot be read as an image")):
+        result = run_cli("predict", str(bad), cwd=project)
+        assert result.returncode == 1 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
