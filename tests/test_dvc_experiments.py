@@ -1,0 +1,48 @@
+"""The whole train/evaluate matrix through DVC: repro, an experiment, and what code review sees."""
+
+import json
+
+from conftest import make_dvc_project, run_tool, small_kaggle_zip
+
+
+def test_repro_then_experiment_shows_both_frameworks(tmp_path):
+    source = small_kaggle_zip(tmp_path / "small.zip", per_class=60)
+    project = make_dvc_project(tmp_path / "project", {
+        "data": {"source": str(source)},
+        "prepare": {"image_size": 32},
+        "model": {"filters": [8, 16]},
+        "train": {"epochs": 1, "batch_size": 16},
+        "evaluate": {"latency_runs": 5},
+    })
+    first = run_tool(["dvc", "repro"], project).stdout
+    for stage in ("train@keras-0", "train@tensorflow-0", "evaluate@keras-0", "evaluate@tensorflow-0"):
+        assert f"Running stage '{stage}'" in first
+    run_tool(["git", "add", "-A"], project)
+    run_tool(["git", "commit", "-qm", "baseline run"], project)
+    assert "Running stage" not in run_tool(["dvc", "repro"], project).stdout
+
+    experiment = run_tool(["dvc", "exp", "run", "-S", "train.epochs=2"], project).stdout
+    assert "Running stage 'prepare'" not in experiment and "Running stage 'train@keras-0'" in experiment
+
+    shown = json.loads(run_tool(["dvc", "exp", "show", "--json"], project).stdout)
+    text = json.dumps(shown)
+    for framework in ("keras", "tensorflow"):
+        assert f"metrics/train/{framework}-0.json" in text and f"metrics/eval/{framework}-0.json" in text
+
+    diff = json.loads(run_tool(["dvc", "metrics", "diff", "--json"], project).stdout)
+    for framework in ("keras", "tensorflow"):
+        changed = diff[f"metrics/train/{framework}-0.json"]
+        assert changed["epochs"]["old"] == 1 and changed["epochs"]["new"] == 2
+        assert "accuracy" in diff[f"metrics/eval/{framework}-0.json"]
+
+    plots = json.loads(run_tool(["dvc", "plots", "diff", "--json"], project).stdout)
+    assert not plots.get("errors"), plots.get("errors")
+    names = " ".join(plots["data"])
+    for framework in ("keras", "tensorflow"):
+        assert f"dvclive/{framework}-0/plots/metrics/val/accuracy.tsv" in names
+        assert f"plots/eval/{framework}-0/predictions.csv" in names
+        assert f"plots/roc/{framework}-0.csv" in names
+
+    # Adding a seed adds runs; the existing ones are not retrained.
+    grown = run_tool(["dvc", "exp", "run", "-S", "train.epochs=2", "-S", "train.seeds=[0,1]"], project).stdout
+    assert "Running stage 'train@keras-1'" in grown and "Running stage 'train@keras-0'" not in grown
