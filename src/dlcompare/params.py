@@ -34,7 +34,7 @@ class DataParams(Section):
 
 
 class PrepareParams(Section):
-    image_size: int = Field(default=128, ge=16, le=1024)
+    image_size: int = Field(default=64, ge=8, le=1024)
     resize: Literal["squash", "center_crop"] = "squash"
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     val_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
@@ -52,7 +52,7 @@ class ModelParams(Section):
     convs_per_block: int = Field(default=1, ge=1)
     kernel_size: int = Field(default=3, ge=1)
     batch_norm: bool = True
-    bn_momentum: float = Field(default=0.99, ge=0.0, lt=1.0)
+    bn_momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
     bn_epsilon: float = Field(default=1e-3, gt=0.0)
     head: Literal["global_avg", "flatten"] = "global_avg"
     dense_units: int = Field(default=0, ge=0)
@@ -67,7 +67,7 @@ class AugmentParams(Section):
 class TrainParams(Section):
     frameworks: list[Literal[FRAMEWORKS]] = Field(default=list(FRAMEWORKS), min_length=1)
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0], min_length=1)
-    epochs: int = Field(default=20, ge=1)
+    epochs: int = Field(default=25, ge=1)
     batch_size: int = Field(default=64, ge=1)
     learning_rate: float = Field(default=2e-3, gt=0.0)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
