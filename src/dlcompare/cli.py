@@ -104,8 +104,14 @@ def evaluate(framework: str = FRAMEWORK_OPTION, seed: int = SEED_OPTION, params:
 
 @app.command()
 def compare(params: Path = PARAMS_OPTION) -> None:
-    """Statistics across frameworks and seeds, figures and the written report (not built yet: issue #4)."""
-    raise UserError("`dlcompare compare` is not built yet (planned in issue #4)")
+    """Statistics across frameworks and seeds, figures and reports/comparison.md (needs every evaluate@ run)."""
+    from dlcompare.compare import compare as run_compare
+    from dlcompare.params import load_params
+
+    result = run_compare(load_params(params))
+    for pair in result["pairs"].values():
+        typer.echo(pair["verdict"])
+    typer.echo("report: reports/comparison.md, figures: plots/compare/, metrics: metrics/compare.json")
 
 
 @app.command()

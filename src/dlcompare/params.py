@@ -84,6 +84,8 @@ class EvaluateParams(Section):
     threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     batch_size: int = Field(default=256, ge=1)
     latency_runs: int = Field(default=50, ge=5)
+    bootstrap_samples: int = Field(default=2000, ge=100)
+    bootstrap_seed: int = Field(default=0, ge=0)
 
 
 class Params(Section):

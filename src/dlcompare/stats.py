@@ -86,3 +86,19 @@ def verdict(name_a: str, name_b: str, difference: float, ci: tuple[float, float]
     size = abs(100 * difference)
     low, high = sorted((abs(100 * ci[0]), abs(100 * ci[1])))
     return f"{better} more accurate than {worse} by {size:.2f} points, 95 % CI [{low:.2f}, {high:.2f}] ({test} p = {p_value:.3g})"
+
+
+def bootstrap_auc_ci(actual: np.ndarray, probability: np.ndarray, samples: int, seed: int,
+                     level: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of one run's ROC AUC, resampling test images."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    n, values = len(actual), []
+    for _ in range(samples):
+        chosen = rng.integers(0, n, size=n)
+        if actual[chosen].min() != actual[chosen].max():  # both classes needed for an AUC
+            values.append(roc_auc_score(actual[chosen], probability[chosen]))
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return float(low), float(high)

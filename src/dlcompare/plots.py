@@ -1,0 +1,121 @@
+"""The comparison figures (matplotlib, written as PNG).
+
+Each function takes plain numbers (what compare.py computed) and one output
+path, so the figures can be regenerated or tested without any framework.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is needed or wanted
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+PHASES = ("prepare", "data", "build", "train", "evaluate")
+PHASE_LABELS = {"prepare": "preprocessing (prepare)", "data": "data loading", "build": "model building",
+                "train": "training (optimising)", "evaluate": "evaluation"}
+COLOURS = plt.get_cmap("tab10").colors
+
+
+def _save(figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def accuracy(per_framework: dict, paper: dict, path: Path) -> None:
+    """Mean test accuracy with its 95 % interval, each seed as a dot, the paper's single runs for context."""
+    figure, axis = plt.subplots(figsize=(6.5, 4.8))
+    names = list(per_framework)
+    for i, name in enumerate(names):
+        entry = per_framework[name]
+        mean, (low, high) = 100 * entry["accuracy_mean"], entry["accuracy_ci95"]
+        axis.errorbar(i, mean, yerr=[[mean - 100 * low], [100 * high - mean]], fmt="o", capsize=8,
+                      color=COLOURS[i], markersize=9, label=f"{name}: mean, 95 % CI ({entry['accuracy_ci_method']})")
+        seeds = 100 * np.asarray(entry["accuracy_per_seed"])
+        axis.scatter(np.full(len(seeds), i + 0.12), seeds, color=COLOURS[i], alpha=0.5, s=18, marker="x")
+    for j, (label, value) in enumerate(sorted(paper.items(), key=lambda item: -item[1])):
+        axis.axhline(value, color="grey", linestyle=":" if j else "--", linewidth=1)
+        axis.annotate(f"paper, {label}: {value:.2f} %", (-0.55, value), fontsize=8, color="grey",
+                      ha="left", va="bottom" if j == 0 else "top")
+    axis.set_xticks(range(len(names)), names)
+    axis.set_xlim(-0.6, len(names) - 0.4)
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_title("Test accuracy per framework (x: single seeds)")
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    _save(figure, path)
+
+
+def time_breakdown(seconds: dict, path: Path) -> None:
+    """Stacked bars of seconds per phase (left) and the share of each phase (right), per framework."""
+    names = list(seconds)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, as_percent in ((left, False), (right, True)):
+        bottom = np.zeros(len(names))
+        for k, phase in enumerate(PHASES):
+            values = np.array([seconds[name][phase] for name in names], dtype=float)
+            if as_percent:
+                totals = np.array([sum(seconds[name][p] for p in PHASES) for name in names])
+                values = 100 * values / totals
+            axis.bar(names, values, bottom=bottom, color=COLOURS[k], label=PHASE_LABELS[phase])
+            bottom += values
+        axis.set_ylabel("share of total time (%)" if as_percent else "seconds (median over seeds)")
+    left.set_title("Time per phase")
+    right.set_title("Share of time per phase")
+    right.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _save(figure, path)
+
+
+def curves(histories: dict, path: Path) -> None:
+    """Train and validation accuracy and loss per epoch, every run overlaid."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    frameworks = sorted({run.rsplit("-", 1)[0] for run in histories})
+    for run, history in sorted(histories.items()):
+        colour = COLOURS[frameworks.index(run.rsplit("-", 1)[0])]
+        epochs = np.arange(1, len(history["train_accuracy"]) + 1)
+        for axis, metric in zip(axes, ("accuracy", "loss")):
+            axis.plot(epochs, history[f"train_{metric}"], color=colour, linestyle="--", alpha=0.7, label=f"{run} train")
+            axis.plot(epochs, history[f"val_{metric}"], color=colour, alpha=0.9, label=f"{run} validation")
+    for axis, metric in zip(axes, ("accuracy", "loss")):
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.set_title(f"{metric.capitalize()} per epoch, all runs")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _save(figure, path)
+
+
+def throughput_and_memory(per_framework: dict, path: Path) -> None:
+    """Training images/s, inference images/s and peak memory side by side."""
+    names = list(per_framework)
+    panels = (("train_images_per_s", "training images/s"), ("inference_images_per_s", "inference images/s (batched)"),
+              ("latency_ms_p50", "latency per image (ms, median)"), ("peak_rss_mb", "peak training memory (MB)"))
+    figure, axes = plt.subplots(1, len(panels), figsize=(13, 3.6))
+    for axis, (key, title) in zip(axes, panels):
+        values = [per_framework[name][key] for name in names]
+        bars = axis.bar(names, values, color=[COLOURS[i] for i in range(len(names))])
+        axis.bar_label(bars, fmt="%.0f" if max(values) >= 10 else "%.2f", fontsize=8)
+        axis.set_title(title, fontsize=10)
+    _save(figure, path)
+
+
+def confusions(matrices: dict, classes: list[str], path: Path) -> None:
+    """Confusion matrices (rows: actual, columns: predicted), summed over seeds, side by side."""
+    names = list(matrices)
+    figure, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.4), squeeze=False)
+    for axis, name in zip(axes[0], names):
+        matrix = np.asarray(matrices[name])
+        axis.imshow(matrix, cmap="Blues")
+        for (row, column), value in np.ndenumerate(matrix):
+            axis.text(column, row, str(value), ha="center", va="center",
+                      color="white" if value > matrix.max() / 2 else "black")
+        axis.set_xticks(range(len(classes)), classes)
+        axis.set_yticks(range(len(classes)), classes)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("actual")
+        axis.set_title(name)
+    _save(figure, path)
