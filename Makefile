@@ -22,7 +22,7 @@ test: install
 	$(VENV)/bin/python -m pytest
 
 bench: install
-	$(VENV)/bin/python benchmarks/bench_prepare.py
+	$(VENV)/bin/python benchmarks/bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,369 @@
+"""dlcompare's speed against this machine's own limits: `make bench`.
+
+Measures, on this machine and in this run:
+  gemm_gflops      float32 matrix multiply through TensorFlow (best of several): the practical ceiling
+  prepare          images/s of `dlcompare prepare` on the shared 10k Kaggle zip, end to end
+  train.<fw>       steady-state images/s of dlcompare's training loop, the GFLOP/s that is, its share of
+                   gemm_gflops, first-epoch overhead, peak memory, and the overhead of dlcompare's harness
+                   against the bare framework loop (same model, in-memory tensors, no augmentation,
+                   logging or checkpoints); peak memory of one epoch over a full-size (25,000 image)
+                   memory-mapped dataset
+  baseline         the same Keras model trained the keras-io "Image classification from scratch" way
+                   (image_dataset_from_directory over JPEG files, augmentation layers in a tf.data map,
+                   prefetch), on shared images re-encoded at 500x375 like the original downloads
+  inference.<fw>   latency of one image (p50, p95) and batched images/s
+
+Each framework runs in its own process, so memory figures are its own. Every figure is a median over
+repeated measurements after a warm-up; the table says how many. `--quick` uses tiny sizes (for tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from datetime import date
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_ZIP = ROOT.parent / "shared" / "datasets" / "dogs-vs-cats-train-10k.zip"
+FRAMEWORKS = ("keras", "tensorflow")
+FULL_DATASET = 25_000
+
+
+def settings(quick: bool):
+    """Params for the run (the project's defaults, or tiny ones for --quick) and the benchmark's sizes."""
+    from dlcompare.params import load_params
+
+    params = load_params(ROOT / "params.yaml")
+    if not quick:
+        return params, {"train_images": 2048, "epochs": 4, "prepare_repeats": 3, "gemm_n": 2048, "gemm_repeats": 5,
+                        "latency_runs": 50, "tutorial_images": 2048, "full_dataset": FULL_DATASET}
+    params = params.model_copy(update={
+        "prepare": params.prepare.model_copy(update={"image_size": 32}),
+        "model": params.model.model_copy(update={"filters": [8, 16]}),
+        "train": params.train.model_copy(update={"batch_size": 16}),
+    })
+    return params, {"train_images": 128, "epochs": 3, "prepare_repeats": 1, "gemm_n": 256, "gemm_repeats": 2,
+                    "latency_runs": 5, "tutorial_images": 64, "full_dataset": 512}
+
+
+# ---------------------------------------------------------------- measured in the parent process
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                     if line.startswith("MemTotal"))
+    versions = {}
+    for name in ("tensorflow", "keras", "numpy", "pillow", "dvc"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "memory_gb": round(memory_kb / 2**20, 1),
+            "python": platform.python_version(), "versions": versions}
+
+
+def gemm_gflops(n: int, repeats: int) -> tuple[float, dict]:
+    from dlcompare.frameworks import tf_runtime  # the thread settings training uses
+
+    runtime = tf_runtime.configure(0, 0)
+    import tensorflow as tf
+
+    a = tf.random.uniform((n, n), dtype=tf.float32)
+    b = tf.random.uniform((n, n), dtype=tf.float32)
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+    matmul(a, b).numpy()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - started)
+    gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
+    return 2 * n**3 / best / 1e9, {**runtime, "gpu_names": gpus}
+
+
+def prepare_rate(source: Path, params, repeats: int, out: Path) -> float:
+    from dlcompare.prepare import prepare
+
+    rates = []
+    for attempt in range(repeats):
+        target = out / "prepared" if attempt == repeats - 1 else out / f"scratch{attempt}"
+        rates.append(prepare(source, target, out / "data.json", params.prepare)["images_per_s"])
+    return statistics.median(rates)
+
+
+# ---------------------------------------------------------------- one framework, in a child process
+
+def _epoch_rates(seconds: list[float], images: int) -> tuple[float, float]:
+    """(steady-state images/s = images / median of the epochs after the first, first-epoch overhead in s)."""
+    steady = statistics.median(seconds[1:])
+    return images / steady, seconds[0] - steady
+
+
+def _epoch_timer(times: list):
+    import keras
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.started)
+
+    return Timer()
+
+
+def bare_keras(implementation, x, y, batch_size, epochs) -> list[float]:
+    """Keras the plain way: fit on in-memory arrays."""
+    times: list[float] = []
+    implementation.model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0,
+                             callbacks=[_epoch_timer(times)])
+    return times
+
+
+def bare_tensorflow(implementation, x, y, batch_size, epochs) -> list[float]:
+    """The low-level step function over batches already in TensorFlow tensors."""
+    import tensorflow as tf
+
+    batches = [(tf.constant(x[i : i + batch_size]), tf.constant(y[i : i + batch_size]))
+               for i in range(0, len(x) - batch_size + 1, batch_size)]
+    times = []
+    for _ in range(epochs):
+        started = time.perf_counter()
+        for images, labels in batches:
+            loss, _ = implementation.step(images, labels)
+        float(loss)  # wait for the last step
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
+    """Training, bare-loop and inference figures of one framework."""
+    from dlcompare import frameworks
+    from dlcompare.batches import EvalBatches, TrainBatches
+    from dlcompare.evaluate import latency_ms
+    from dlcompare.frameworks.base import TrainingSession
+    from dlcompare.model_spec import ModelSpec
+    from dlcompare.prepared import load_split
+
+    params, sizes = settings(quick)
+    spec = ModelSpec.from_params(params)
+    train = params.train.model_copy(update={"epochs": sizes["epochs"]})
+    x, y = load_split(prepared, "train")
+    x, y = x[: sizes["train_images"]], y[: sizes["train_images"]]
+    x_val, y_val = load_split(prepared, "val")
+    module = frameworks.load(framework)
+
+    implementation = module.Implementation(spec, train, seed=0)
+    implementation.build(spec.initial_weights(0))
+    batches = TrainBatches(x, y, train.batch_size, seed=0, flip=train.augment.flip, shift=train.augment.shift)
+    with tempfile.TemporaryDirectory() as checkpoints:
+        session = TrainingSession(train=train, seed=0, batches=batches, val_x=x_val[:256], val_y=y_val[:256],
+                                  checkpoint_dir=Path(checkpoints))
+        implementation.fit(session)
+    images = batches.steps * batches.batch_size
+    ours, first_overhead = _epoch_rates([session.history[e]["train_seconds"] for e in range(train.epochs)], images)
+
+    bare = module.Implementation(spec, train, seed=0)
+    bare.build(spec.initial_weights(0))
+    x_float = x[:images].astype(np.float32) / 255.0
+    y_float = y[:images].astype(np.float32)[:, None]
+    loop = bare_keras if framework == "keras" else bare_tensorflow
+    bare_rate, _ = _epoch_rates(loop(bare, x_float, y_float, train.batch_size, train.epochs), images)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        implementation.save(Path(scratch) / "model")
+        predict = module.load_predictor(Path(scratch) / "model")
+        x_test, _ = load_split(prepared, "test")
+        eval_batches = EvalBatches(x_test, None, params.evaluate.batch_size)
+        predict(eval_batches.batch(0))
+        rates = []
+        for _ in range(3):
+            started = time.perf_counter()
+            for images_batch in eval_batches:
+                predict(images_batch)
+            rates.append(len(x_test) / (time.perf_counter() - started))
+        p50, p95 = latency_ms(predict, x_test[:1].astype(np.float32) / 255.0, sizes["latency_runs"])
+
+    flops = spec.flops_per_image()
+    return {
+        "train": {
+            "images_per_s": ours, "bare_images_per_s": bare_rate, "first_epoch_overhead_s": first_overhead,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "gflops": 3 * flops * ours / 1e9, "flops_per_image": flops, "epochs_timed": train.epochs - 1,
+        },
+        "inference": {"latency_ms_p50": p50, "latency_ms_p95": p95, "images_per_s": statistics.median(rates),
+                      "batch_size": params.evaluate.batch_size},
+    }
+
+
+def child_memory(framework: str, prepared: Path, quick: bool) -> dict:
+    """Peak memory of one training epoch over a full-size dataset, memory-mapped as `train` reads it."""
+    from dlcompare import frameworks
+    from dlcompare.batches import TrainBatches
+    from dlcompare.frameworks.base import TrainingSession
+    from dlcompare.model_spec import ModelSpec
+    from dlcompare.prepared import load_split
+
+    params, sizes = settings(quick)
+    spec = ModelSpec.from_params(params)
+    train = params.train.model_copy(update={"epochs": 1})
+    real, labels = load_split(prepared, "train")
+    n, size = sizes["full_dataset"], params.prepare.image_size
+    with tempfile.TemporaryDirectory() as scratch:
+        # As large as the full download's training split would be, filled by repeating the real photos.
+        big = np.lib.format.open_memmap(Path(scratch) / "x.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+        for start in range(0, n, len(real)):
+            big[start : start + len(real)] = real[: n - start]
+        big.flush()
+        del big
+        x = np.load(Path(scratch) / "x.npy", mmap_mode="r")
+        y = np.resize(labels, n)
+        implementation = frameworks.load(framework).Implementation(spec, train, seed=0)
+        implementation.build(spec.initial_weights(0))
+        x_val, y_val = load_split(prepared, "val")
+        session = TrainingSession(train=train, seed=0, batches=TrainBatches(x, y, train.batch_size, seed=0),
+                                  val_x=x_val, val_y=y_val, checkpoint_dir=Path(scratch))
+        implementation.fit(session)
+    return {"images": n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def child_tutorial(source: Path, quick: bool) -> dict:
+    """The keras-io "Image classification from scratch" pipeline, on JPEG files of the original size."""
+    from PIL import Image
+
+    from dlcompare.frameworks import tf_runtime
+    from dlcompare.model_spec import ModelSpec
+
+    params, sizes = settings(quick)
+    tf_runtime.configure(params.train.threads, 0)
+    import keras
+    import tensorflow as tf
+
+    from dlcompare.frameworks.keras_fw import build_model
+
+    size, count = params.prepare.image_size, sizes["tutorial_images"]
+    with tempfile.TemporaryDirectory() as folder, zipfile.ZipFile(source) as archive:
+        names = [n for n in archive.namelist() if n.endswith(".jpg")]
+        chosen = [n for n in names if n.split("/")[-1].startswith("cat.")][: count // 2] + \
+                 [n for n in names if n.split("/")[-1].startswith("dog.")][: count // 2]
+        for name in chosen:  # the originals are ~500x375: re-encode the shared 200x200 copies at that size
+            label, file = name.split("/")[-1].split(".")[0], name.split("/")[-1]
+            (Path(folder) / label).mkdir(exist_ok=True)
+            Image.open(io.BytesIO(archive.read(name))).convert("RGB").resize((500, 375)).save(
+                Path(folder) / label / file, quality=90)
+        dataset = keras.utils.image_dataset_from_directory(
+            folder, image_size=(size, size), batch_size=params.train.batch_size, label_mode="binary", seed=0,
+            verbose=False)
+        shift = params.train.augment.shift
+        augmentation = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomTranslation(shift, shift)])
+        dataset = dataset.map(lambda x, y: (augmentation(x) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.prefetch(tf.data.AUTOTUNE)
+        model = build_model(ModelSpec.from_params(params))
+        model.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate), loss="binary_crossentropy",
+                      metrics=["accuracy"])
+        times: list[float] = []
+        model.fit(dataset, epochs=sizes["epochs"], verbose=0, callbacks=[_epoch_timer(times)])
+    rate, _ = _epoch_rates(times, len(chosen))
+    return {"tutorial_images_per_s": rate, "images": len(chosen), "jpeg_size": "500x375, re-encoded from the shared 200x200 images"}
+
+
+def run_child(quick: bool, *args: str) -> dict:
+    command = [sys.executable, __file__, *(["--quick"] if quick else []), "--child", *args]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark step {' '.join(args[:2])} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- the run and its table
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="dlcompare benchmarks (see the module docstring)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (CI); the numbers mean nothing")
+    parser.add_argument("--source", type=Path, default=SHARED_ZIP, help="Kaggle-layout zip to prepare and train on")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for the JSON file")
+    parser.add_argument("--child", nargs=3, metavar=("KIND", "NAME", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, name, path = args.child
+        work = {"framework": child_framework, "memory": child_memory}
+        result = work[kind](name, Path(path), args.quick) if kind in work else child_tutorial(Path(path), args.quick)
+        print(json.dumps(result))
+        return
+
+    params, sizes = settings(args.quick)
+    results = {"machine": machine(), "quick": args.quick}
+    results["gemm_gflops"], results["machine"]["tensorflow_runtime"] = gemm_gflops(sizes["gemm_n"], sizes["gemm_repeats"])
+    with tempfile.TemporaryDirectory() as scratch:
+        source = args.source
+        if args.quick:
+            source = Path(scratch) / "small.zip"
+            with zipfile.ZipFile(args.source) as src, zipfile.ZipFile(source, "w") as dst:
+                for name in [f"train/{c}.{i}.jpg" for c in ("cat", "dog") for i in range(150)]:
+                    dst.writestr(name, src.read(name))
+        results["prepare"] = {"images_per_s": prepare_rate(source, params, sizes["prepare_repeats"], Path(scratch)),
+                              "image_size": params.prepare.image_size, "runs": sizes["prepare_repeats"]}
+        prepared = str(Path(scratch) / "prepared")
+        results["train"], results["inference"] = {}, {}
+        for framework in FRAMEWORKS:
+            measured = run_child(args.quick, "framework", framework, prepared)
+            memory = run_child(args.quick, "memory", framework, prepared)
+            train = measured["train"]
+            train["harness_overhead"] = 1 - train["images_per_s"] / train["bare_images_per_s"]
+            train["fraction_of_gemm"] = train["gflops"] / results["gemm_gflops"]
+            train["full_dataset_peak_rss_mb"] = memory["peak_rss_mb"]
+            train["full_dataset_images"] = memory["images"]
+            results["train"][framework] = train
+            results["inference"][framework] = measured["inference"]
+        results["baseline"] = run_child(args.quick, "tutorial", "-", str(args.source))
+    for train in results["train"].values():
+        train["speedup_vs_tutorial"] = train["images_per_s"] / results["baseline"]["tutorial_images_per_s"]
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_file = args.out / f"{socket.gethostname()}-{date.today().isoformat()}{'-quick' if args.quick else ''}.json"
+    out_file.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results, params, sizes, out_file)
+
+
+def print_table(results: dict, params, sizes: dict, out_file: Path) -> None:
+    m = results["machine"]
+    runtime = m["tensorflow_runtime"]
+    print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, GPUs: {runtime['gpu_names'] or 'none'}; "
+          f"TensorFlow {m['versions'].get('tensorflow')}, intra-op {runtime['intra_op']} / inter-op {runtime['inter_op']} threads")
+    print(f"float32 GEMM ({sizes['gemm_n']}x{sizes['gemm_n']}, best of {sizes['gemm_repeats']}): {results['gemm_gflops']:.1f} GFLOP/s")
+    print(f"prepare at {results['prepare']['image_size']} px (median of {results['prepare']['runs']}): "
+          f"{results['prepare']['images_per_s']:.0f} images/s")
+    print(f"training at {params.prepare.image_size} px, batch {params.train.batch_size}, {sizes['train_images']} images per epoch, "
+          f"median of {sizes['epochs'] - 1} epochs after a warm-up epoch; 25k MB: one epoch over {sizes['full_dataset']:,} images")
+    print(f"{'':12}{'images/s':>10}{'bare':>9}{'overhead':>10}{'GFLOP/s':>9}{'of GEMM':>9}{'1st epoch +s':>13}"
+          f"{'peak MB':>9}{'25k MB':>8}{'vs tutorial':>12}")
+    for name, t in results["train"].items():
+        print(f"{name:12}{t['images_per_s']:10.1f}{t['bare_images_per_s']:9.1f}{t['harness_overhead']:10.3f}{t['gflops']:9.1f}"
+              f"{t['fraction_of_gemm']:9.2f}{t['first_epoch_overhead_s']:13.2f}{t['peak_rss_mb']:9.0f}"
+              f"{t['full_dataset_peak_rss_mb']:8.0f}{t['speedup_vs_tutorial']:12.2f}")
+    b = results["baseline"]
+    print(f"keras-io tutorial pipeline ({b['images']} JPEGs, {b['jpeg_size']}): {b['tutorial_images_per_s']:.1f} images/s")
+    for name, i in results["inference"].items():
+        print(f"inference {name:11} latency p50 {i['latency_ms_p50']:.2f} ms, p95 {i['latency_ms_p95']:.2f} ms; "
+              f"{i['images_per_s']:.0f} images/s at batch {i['batch_size']} (median of 3 passes)")
+    print(f"written: {out_file}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The benchmark script (quick mode) and the FLOP counting it relies on."""
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+from dlcompare.model_spec import ModelSpec
+
+
+def spec(**changes):
+    base = dict(image_size=8, filters=(4,), convs_per_block=1, kernel_size=3, batch_norm=True, bn_momentum=0.9,
+                bn_epsilon=1e-3, head="global_avg", dense_units=0, dropout=0.0)
+    return ModelSpec(**{**base, **changes})
+
+
+def test_flops_match_a_hand_count():
+    # conv 3x3, 3 -> 4 channels on 8x8 'same': 8*8 outputs * 4 filters * (3*3*3) multiply-adds; output dense 4 -> 1.
+    assert spec().flops_per_image() == 2 * (8 * 8 * 4 * 27) + 2 * (4 * 1)
+    # Two blocks, flatten head, hidden dense layer: second conv runs at 4x4 after pooling.
+    two = spec(filters=(4, 6), head="flatten", dense_units=5)
+    conv = 2 * (8 * 8 * 4 * 27) + 2 * (4 * 4 * 6 * 3 * 3 * 4)
+    dense = 2 * ((2 * 2 * 6) * 5) + 2 * (5 * 1)
+    assert two.flops_per_image() == conv + dense
+    assert two.parameter_count() == 3 * 3 * 3 * 4 + 2 * 4 + 3 * 3 * 4 * 6 + 2 * 6 + 24 * 5 + 5 + 5 + 1
+
+
+def test_quick_bench_writes_every_key(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "images/s" in result.stdout
+    [written] = tmp_path.glob("*.json")
+    figures = json.loads(written.read_text())
+    assert {"cpu", "cores", "memory_gb", "versions", "tensorflow_runtime"} <= set(figures["machine"])
+    assert figures["gemm_gflops"] > 0 and figures["prepare"]["images_per_s"] > 0
+    assert figures["baseline"]["tutorial_images_per_s"] > 0
+    for framework in ("keras", "tensorflow"):
+        train = figures["train"][framework]
+        for key in ("images_per_s", "gflops", "fraction_of_gemm", "first_epoch_overhead_s", "peak_rss_mb",
+                    "harness_overhead", "speedup_vs_tutorial", "full_dataset_peak_rss_mb"):
+            assert isinstance(train[key], float), key
+        assert train["fraction_of_gemm"] == train["gflops"] / figures["gemm_gflops"]
+        inference = figures["inference"][framework]
+        assert inference["latency_ms_p50"] <= inference["latency_ms_p95"] and inference["images_per_s"] > 0
