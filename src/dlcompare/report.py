@@ -22,8 +22,8 @@ NOT_EQUAL = [
     "Kernel numerics: the two run TensorFlow kernels in different orders and fusions (Keras takes the loss from the "
     "sigmoid output, the TensorFlow file from the logits), so float32 results differ in the last bits and drift apart "
     "over a long run.",
-    "Input pipelines: Keras feeds `fit` through its PyDataset adapter (a tf.data generator), the TensorFlow loop "
-    "through a background thread; this shows in time, not in the numbers.",
+    "Input pipelines: Keras feeds `fit` through a tf.data generator (AUTOTUNE off, two batches prefetched), the "
+    "TensorFlow loop through a background thread; this shows in time, not in the numbers.",
 ]
 
 

@@ -2,7 +2,7 @@
 
 This is the whole Keras implementation; its length is the coding effort the
 comparison reports. Data comes from the shared batch iterator through a
-`keras.utils.PyDataset`; checkpoints are Keras' own `BackupAndRestore`.
+`tf.data` pipeline; checkpoints are Keras' own `BackupAndRestore`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dlcompare.frameworks import tf_runtime
 from dlcompare.frameworks.base import VALIDATION_BATCH, Framework, TrainingSession
 
 import keras  # noqa: E402  (after tf_runtime has quietened TensorFlow's logging)
+import tensorflow as tf  # noqa: E402  (Keras' backend here: tf.data feeds fit)
 
 MODEL_FILE = "model.keras"
 
@@ -53,42 +54,31 @@ def layer_variables(model: keras.Model) -> dict[str, keras.Variable]:
     return found
 
 
-class EpochBatches(keras.utils.PyDataset):
-    """The shared batches of the current epoch, which `SessionCallback` sets."""
+def shared_batches(batch, count: int, image_size: int) -> tf.data.Dataset:
+    """A tf.data pipeline over `count` shared batches, `batch(i)` making the i-th.
 
-    def __init__(self, session: TrainingSession):
-        super().__init__()
-        self.batches, self.epoch = session.batches, 0
-
-    def __len__(self):
-        return self.batches.steps
-
-    def __getitem__(self, step):
-        return self.batches.batch(self.epoch, step)
-
-
-class ValidationBatches(keras.utils.PyDataset):
-    def __init__(self, session: TrainingSession):
-        super().__init__()
-        self.batches = EvalBatches(session.val_x, session.val_y, VALIDATION_BATCH)
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __getitem__(self, index):
-        return self.batches.batch(index)
+    AUTOTUNE is switched off: on a 2-core machine its background threads
+    competed with the training step and made about every other epoch twice as
+    slow, in Keras' own adapters too (`fit` on a PyDataset or on NumPy
+    arrays); a fixed prefetch of two batches keeps every epoch at full speed.
+    """
+    signature = (tf.TensorSpec((None, image_size, image_size, 3), tf.float32), tf.TensorSpec((None, 1), tf.float32))
+    dataset = tf.data.Dataset.from_generator(lambda: (batch(i) for i in range(count)), output_signature=signature)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options).apply(tf.data.experimental.assert_cardinality(count)).prefetch(2)
 
 
 class SessionCallback(keras.callbacks.Callback):
     """Feeds `fit`'s epochs into the shared session, and pins what must not depend on history:
     the epoch's batches, its learning rate and its dropout random stream."""
 
-    def __init__(self, session: TrainingSession, data: EpochBatches):
+    def __init__(self, session: TrainingSession):
         super().__init__()
-        self.session, self.data = session, data
+        self.session, self.epoch = session, 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.data.epoch = epoch
+        self.epoch = epoch  # read by the training pipeline, which starts after this
         self.model.optimizer.learning_rate.assign(self.session.learning_rate(epoch))
         dropout = self.model.get_layer("dropout")
         if dropout.rate:
@@ -97,7 +87,7 @@ class SessionCallback(keras.callbacks.Callback):
         self.session.epoch_begin(epoch)
 
     def on_test_begin(self, logs=None):
-        self.session.validation_begin(self.data.epoch)
+        self.session.validation_begin(self.epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         self.session.epoch_end(epoch, {
@@ -137,15 +127,17 @@ class Implementation(Framework):
         self.model.train_on_batch(x, y)
 
     def fit(self, session):
-        data = EpochBatches(session)
+        progress = SessionCallback(session)
+        size, batches = self.spec.image_size, session.batches
+        training = shared_batches(lambda step: batches.batch(progress.epoch, step), batches.steps, size)
+        validation = EvalBatches(session.val_x, session.val_y, VALIDATION_BATCH)
         self.model.fit(
-            data,
-            validation_data=ValidationBatches(session),
+            training,
+            validation_data=shared_batches(validation.batch, len(validation), size),
             epochs=self.train.epochs,
-            shuffle=False,  # the shared batches are already shuffled; Keras would reorder them with Python's global RNG
             verbose=0,
             callbacks=[
-                SessionCallback(session, data),
+                progress,
                 keras.callbacks.BackupAndRestore(
                     str(session.checkpoint_dir / "keras"), delete_checkpoint=False, double_checkpoint=True
                 ),
