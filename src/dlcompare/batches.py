@@ -5,7 +5,7 @@ the epoch's shuffle comes from a generator seeded with (seed, epoch), each
 batch's augmentation from one seeded with (seed, epoch, step). Every
 framework therefore sees identical batches in identical order, a resumed run
 sees what an uninterrupted one would have, and any batch can be produced on
-its own (which is what keras.utils.PyDataset asks for).
+its own (random access, which any data loader can use).
 
 Augmentation is done in NumPy on uint8 pixels read from the memory-mapped
 prepared arrays: a horizontal flip and a random shift with reflected borders.
