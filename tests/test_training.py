@@ -104,13 +104,22 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, tiny_prep
     assert len(curve.splitlines()) == 1 + 5
 
 
-def test_checkpoint_of_other_params_is_not_resumed(tmp_path, tiny_prepared):
+def test_checkpoint_of_other_params_or_code_is_not_resumed(tmp_path, tiny_prepared, monkeypatch):
     project = tiny_project(tmp_path / "p", tiny_prepared)
     run_cli("train", "-f", "tensorflow", "-s", "0", cwd=project, check=True)
+    assert "resuming tensorflow-0 after epoch 2" in run_cli("train", "-f", "tensorflow", "-s", "0", cwd=project, check=True).stdout
     changed = tiny_project(tmp_path / "q", tiny_prepared, {"train": {"learning_rate": 0.01}})
     shutil.copytree(project / "checkpoints", changed / "checkpoints")
     result = run_cli("train", "-f", "tensorflow", "-s", "0", cwd=changed, check=True)
     assert "resuming" not in result.stdout
+
+    from dlcompare import train as train_module
+    from dlcompare.params import load_params
+
+    params = load_params(project / "params.yaml")
+    before = train_module._fingerprint(params, "tensorflow", 0, project / "data" / "prepared")
+    monkeypatch.setattr(train_module, "TRAINING_CODE", train_module.TRAINING_CODE[:-1])
+    assert train_module._fingerprint(params, "tensorflow", 0, project / "data" / "prepared") != before
 
 
 @pytest.mark.parametrize(

@@ -30,13 +30,19 @@ def run_name(framework: str, seed: int) -> str:
     return f"{framework}-{seed}"
 
 
+TRAINING_CODE = ("train.py", "batches.py", "model_spec.py", "frameworks/base.py", "frameworks/tf_runtime.py")
+
+
 def _fingerprint(params: Params, framework: str, seed: int, prepared: Path) -> str:
-    """What a checkpoint must have been trained with to be resumed."""
-    train = params.train.model_dump(exclude={"frameworks", "seeds"})
+    """What a checkpoint must have been trained with to be resumed: params, data and code."""
+    package = Path(__file__).parent
+    code = [package / name for name in TRAINING_CODE] + [frameworks.source_file(framework)]
     identity = {
-        "framework": framework, "seed": seed, "model": params.model.model_dump(), "train": train,
+        "framework": framework, "seed": seed, "model": params.model.model_dump(),
+        "train": params.train.model_dump(exclude={"frameworks", "seeds"}),
         "prepare": params.prepare.model_dump(),
         "manifest": hashlib.sha256((prepared / "manifest.csv").read_bytes()).hexdigest(),
+        "code": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in code},
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
