@@ -135,6 +135,7 @@ class Implementation(Framework):
             training,
             validation_data=shared_batches(validation.batch, len(validation), size),
             epochs=self.train.epochs,
+            shuffle=False,  # the shared batches come shuffled, in the order every framework uses
             verbose=0,
             callbacks=[
                 progress,
