@@ -57,7 +57,7 @@ def _fastest(per_framework: dict, key: str, higher_is_better: bool, unit: str) -
     (best, best_entry), (second, second_entry) = ranked[0], ranked[1]
     ratio = best_entry[key] / second_entry[key] if higher_is_better else second_entry[key] / best_entry[key]
     return (f"{best} ({best_entry[key]:,.1f} {unit}) vs {second} ({second_entry[key]:,.1f} {unit}): "
-            f"{best} is {ratio:.2f}× {'faster' if unit != 'lines' else 'shorter'}")
+            f"{best} is {ratio:.2f}× faster")
 
 
 def write_report(path: Path, result: dict, data: dict, train: dict, params, figures_dir: Path) -> None:
