@@ -155,7 +155,7 @@ def bare_tensorflow(implementation, x, y, batch_size, epochs) -> list[float]:
 def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
     """Training, bare-loop and inference figures of one framework."""
     from dlcompare import frameworks
-    from dlcompare.batches import EvalBatches, TrainBatches
+    from dlcompare.batches import EvalBatches, TrainBatches, to_float
     from dlcompare.evaluate import latency_ms
     from dlcompare.frameworks.base import TrainingSession
     from dlcompare.model_spec import ModelSpec
@@ -181,7 +181,7 @@ def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
 
     bare = module.Implementation(spec, train, seed=0)
     bare.build(spec.initial_weights(0))
-    x_float = x[:images].astype(np.float32) / 255.0
+    x_float = to_float(x[:images])
     y_float = y[:images].astype(np.float32)[:, None]
     loop = bare_keras if framework == "keras" else bare_tensorflow
     bare_rate, _ = _epoch_rates(loop(bare, x_float, y_float, train.batch_size, train.epochs), images)
@@ -198,7 +198,7 @@ def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
             for images_batch in eval_batches:
                 predict(images_batch)
             rates.append(len(x_test) / (time.perf_counter() - started))
-        p50, p95 = latency_ms(predict, x_test[:1].astype(np.float32) / 255.0, sizes["latency_runs"])
+        p50, p95 = latency_ms(predict, to_float(x_test[:1]), sizes["latency_runs"])
 
     flops = spec.flops_per_image()
     return {

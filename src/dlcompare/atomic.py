@@ -11,12 +11,17 @@ from pathlib import Path
 from typing import Iterator
 
 
-def write_json(path: Path, payload: dict) -> None:
+def write_text(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step: readers see the old file or the new one, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 @contextmanager

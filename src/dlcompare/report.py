@@ -11,6 +11,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from dlcompare.atomic import write_text
 from dlcompare.plots import PHASE_LABELS, PHASES
 from dlcompare.stats import binomial_ci
 
@@ -167,8 +168,5 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
         *[f"- {item}" for item in NOT_EQUAL],
         "",
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines))
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from dlcompare.atomic import write_text
 from dlcompare.batches import TrainBatches
 from dlcompare.model_spec import ModelSpec
 from dlcompare.params import TrainParams
@@ -81,9 +81,7 @@ class TrainingSession:
         record["train_seconds"] = self._train_seconds
         record["seconds"] = time.perf_counter() - self._started
         self.history[epoch] = record
-        tmp = self.history_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.history, indent=1))
-        os.replace(tmp, self.history_file)
+        write_text(self.history_file, json.dumps(self.history, indent=1))
         self.on_epoch(epoch, record)
 
     def ordered_history(self) -> list[dict]:
