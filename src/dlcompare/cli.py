@@ -13,6 +13,7 @@ from typing import List
 import typer
 
 from dlcompare.errors import UserError
+from dlcompare.frameworks import NAMES
 
 PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="Parameters file (sections mirror the stages).")
 
@@ -72,7 +73,7 @@ def prepare(
     )
 
 
-FRAMEWORK_OPTION = typer.Option(..., "--framework", "-f", help="keras or tensorflow.")
+FRAMEWORK_OPTION = typer.Option(..., "--framework", "-f", help=f"One of: {', '.join(NAMES)}.")
 SEED_OPTION = typer.Option(..., "--seed", "-s", help="Seed of the run: initial weights, batch order, augmentation, dropout.")
 
 

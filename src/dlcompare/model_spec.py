@@ -14,9 +14,13 @@ in, out), so every framework starts from the very same numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+
+SPEC_FILE = "spec.json"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,15 @@ class ModelSpec:
             dense_units=m.dense_units,
             dropout=m.dropout,
         )
+
+    def save(self, directory: Path) -> None:
+        """Beside a saved model, for the frameworks whose native format holds weights but not the architecture."""
+        (Path(directory) / SPEC_FILE).write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, directory: Path) -> "ModelSpec":
+        fields = json.loads((Path(directory) / SPEC_FILE).read_text())
+        return cls(**{**fields, "filters": tuple(fields["filters"])})
 
     def convs(self) -> list[tuple[str, int, int, int, bool]]:
         """(name, in_channels, out_channels, input_size, pool_after) of every conv layer, in order."""

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dlcompare.errors import UserError
+from dlcompare.frameworks import NAMES
 
 DEFAULT_PARAMS = Path("params.yaml")
 MICROSOFT_URL = (
@@ -44,7 +45,7 @@ class PrepareParams(Section):
     workers: int = Field(default=0, ge=0)
 
 
-FRAMEWORKS = ("keras", "tensorflow")
+FRAMEWORKS = NAMES  # the registry (dlcompare/frameworks/__init__.py) is the one list
 
 
 class ModelParams(Section):
@@ -77,7 +78,6 @@ class TrainParams(Section):
     adam_epsilon: float = Field(default=1e-7, gt=0.0)
     augment: AugmentParams = AugmentParams()
     threads: int = Field(default=0, ge=0)
-    jit_compile: bool = False
 
 
 class EvaluateParams(Section):

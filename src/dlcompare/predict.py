@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +47,14 @@ def predict(paths: list[Path], params: Params, prepared: Path = Path("data/prepa
     images = load_images(paths, params)
     rows = []
     for framework, run in runs:
-        probability = frameworks.load(framework).load_predictor(Path(models) / run, params.train.threads)(images)
+        # Each framework in a process of its own: Keras can hold only one backend per process.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            probability = pool.submit(_probabilities, framework, Path(models) / run, params.train.threads, images).result()
         for path, p in zip(paths, probability):
             label = classes[int(p > params.evaluate.threshold)]
             rows.append({"image": str(path), "model": run, "label": label, "probability": float(p if p > 0.5 else 1 - p)})
     return rows
+
+
+def _probabilities(framework: str, model_dir: Path, threads: int, images: np.ndarray) -> np.ndarray:
+    return frameworks.load(framework, threads).load_predictor(model_dir, threads)(images)

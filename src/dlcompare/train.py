@@ -30,19 +30,20 @@ def run_name(framework: str, seed: int) -> str:
     return f"{framework}-{seed}"
 
 
-TRAINING_CODE = ("train.py", "batches.py", "model_spec.py", "frameworks/base.py", "frameworks/tf_runtime.py")
+TRAINING_CODE = ("train.py", "batches.py", "model_spec.py", "frameworks/base.py")
 
 
 def _fingerprint(params: Params, framework: str, seed: int, prepared: Path) -> str:
     """What a checkpoint must have been trained with to be resumed: params, data and code."""
     package = Path(__file__).parent
-    code = [package / name for name in TRAINING_CODE] + [frameworks.source_file(framework)]
+    code = [package / name for name in TRAINING_CODE] + [frameworks.source_file(framework), frameworks.runtime_file(framework)]
     identity = {
         "framework": framework, "seed": seed, "model": params.model.model_dump(),
         "train": params.train.model_dump(exclude={"frameworks", "seeds"}),
         "prepare": params.prepare.model_dump(),
         "manifest": hashlib.sha256((prepared / "manifest.csv").read_bytes()).hexdigest(),
         "code": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in code},
+        "versions": frameworks.installed_versions(framework),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
@@ -90,7 +91,7 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
     data_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    module = frameworks.load(framework)
+    module = frameworks.load(framework, params.train.threads)
     import_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -127,6 +128,7 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
 
     with building_dir(models / run) as directory:
         implementation.save(directory)
+        spec.save(directory)
 
     train_seconds = [record["train_seconds"] for record in history]
     steady = train_seconds[1:] or train_seconds
@@ -152,6 +154,7 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
         "flops_per_image": spec.flops_per_image(),
         "lines_of_code": logical_lines(frameworks.source_file(framework)),
         "threads": implementation.runtime,
+        "versions": frameworks.installed_versions(framework),
     }
     write_json(metrics_dir / f"{run}.json", metrics)
     return metrics

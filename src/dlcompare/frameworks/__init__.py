@@ -1,22 +1,169 @@
-"""One module per framework, imported only when a stage needs it.
+"""The framework registry: the one place that says which frameworks exist.
 
-Each module defines `Implementation` (a `base.Framework`) and
-`load_predictor(model_dir)`; nothing else in dlcompare imports a framework.
+Params validation, the CLI help, train/evaluate/predict, the report, the
+benchmark and the tests all read `REGISTRY`; adding a framework means adding
+its file and one entry here (then `python -m dlcompare.frameworks` to refresh
+the DVC dependency links, see `sync_dependency_links`).
+
+Importing this package imports no framework: `load()` does, after the
+entry's runtime has set the environment the framework reads at import time
+(thread pools, log levels, `KERAS_BACKEND`).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-MODULES = {"keras": "keras_fw", "tensorflow": "tensorflow_fw"}
+HERE = Path(__file__).parent
+PROJECT_ROOT = HERE.parents[2]
+LOCK_FILE = PROJECT_ROOT / "frameworks.lock"
+DEPENDENCY_LINKS = HERE / "deps"
+
+
+@dataclass(frozen=True)
+class Framework:
+    name: str
+    module: str  # the implementation file (frameworks/<module>.py); its size is the coding effort
+    runtime: str  # engine whose runtime settings apply: runtime_<engine>.py
+    packages: tuple[str, ...]  # distributions whose versions decide the run's numbers (pinned in frameworks.lock)
+    keras_backend: str | None = None
+    # For the report's "what could not be made equal"; each names this framework's own side.
+    notes: tuple[str, ...] = ()
+
+
+KERAS_NOTE = ("Keras' BinaryCrossentropy on the sigmoid output: on TensorFlow it recovers the logits, on JAX and "
+              "PyTorch it clips probabilities to [1e-7, 1 − 1e-7]; the hand-written files use the logits directly.")
+
+REGISTRY: dict[str, Framework] = {f.name: f for f in (
+    Framework("keras", "keras_fw", "tensorflow", ("keras", "tensorflow"), keras_backend="tensorflow", notes=(
+        "keras: dropout masks from Keras' SeedGenerator; `fit` fed through tf.data (AUTOTUNE off, two batches prefetched).",
+        KERAS_NOTE)),
+    Framework("tensorflow", "tensorflow_fw", "tensorflow", ("tensorflow",), notes=(
+        "tensorflow: dropout masks from `tf.nn.experimental.stateless_dropout`; batches from a background thread.",)),
+    Framework("pytorch", "pytorch_fw", "torch", ("torch",), notes=(
+        "pytorch: dropout masks from torch's global generator (reseeded per epoch); NCHW tensors in channels_last "
+        "memory; batch-norm moving variance updated with the biased batch variance, as the others do, not torch's unbiased one.",)),
+    Framework("jax", "jax_fw", "jax", ("jax", "jaxlib", "optax"), notes=(
+        "jax: dropout masks from `jax.random` keys folded with the step; XLA fuses and reorders the float32 arithmetic, "
+        "and on a multi-core CPU it is not bitwise run-to-run deterministic (jax-ml/jax#39741).",)),
+    Framework("keras-jax", "keras_fw", "jax", ("keras", "jax", "jaxlib"), keras_backend="jax", notes=(
+        "keras-jax: Keras' JAX trainer jit-compiles the step; fed by a PyDataset; not bitwise deterministic on a multi-core CPU.",
+        KERAS_NOTE)),
+    Framework("keras-torch", "keras_fw", "torch", ("keras", "torch"), keras_backend="torch", notes=(
+        "keras-torch: Keras' PyTorch trainer runs eagerly (no torch.compile); fed by a PyDataset.", KERAS_NOTE)),
+)}
+
+NAMES = tuple(REGISTRY)
 
 
 def source_file(name: str) -> Path:
     """The file holding the whole implementation for `name` (its size is the coding effort)."""
-    return Path(__file__).with_name(f"{MODULES[name]}.py")
+    return HERE / f"{REGISTRY[name].module}.py"
 
 
-def load(name: str) -> ModuleType:
-    return importlib.import_module(f"dlcompare.frameworks.{MODULES[name]}")
+def runtime_file(name: str) -> Path:
+    return HERE / f"runtime_{REGISTRY[name].runtime}.py"
+
+
+def runtime(engine: str) -> ModuleType:
+    return importlib.import_module(f"dlcompare.frameworks.runtime_{engine}")
+
+
+def load(name: str, threads: int = 0) -> ModuleType:
+    """Import `name`'s implementation in a process that has not imported a conflicting Keras backend."""
+    entry = REGISTRY[name]
+    runtime(entry.runtime).before_import(threads)
+    if entry.keras_backend:
+        import sys
+
+        if "keras" in sys.modules and sys.modules["keras"].backend.backend() != entry.keras_backend:
+            raise RuntimeError(f"{name} needs Keras on {entry.keras_backend}, but this process already imported "
+                               f"Keras on {sys.modules['keras'].backend.backend()}; run it in its own process")
+        os.environ["KERAS_BACKEND"] = entry.keras_backend
+    return importlib.import_module(f"dlcompare.frameworks.{entry.module}")
+
+
+def pinned_versions() -> dict[str, str]:
+    """package -> version from frameworks.lock (pip `name==version` lines)."""
+    pins = {}
+    for line in LOCK_FILE.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            package, version = line.split("==")
+            pins[package.strip().lower()] = version.strip()
+    return pins
+
+
+def installed_versions(name: str) -> dict[str, str]:
+    from importlib import metadata
+
+    found = {}
+    for package in REGISTRY[name].packages:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "missing"
+    return found
+
+
+def dependency_files(name: str) -> dict[str, bytes | Path]:
+    """What a train@<name> run depends on beyond the shared code: its files (as links) and its pinned versions."""
+    pins = pinned_versions()
+    lines = [f"{package}=={pins[package]}" for package in REGISTRY[name].packages]
+    return {
+        source_file(name).name: source_file(name),
+        runtime_file(name).name: runtime_file(name),
+        "versions.txt": ("\n".join(lines) + "\n").encode(),
+    }
+
+
+def sync_dependency_links(check: bool = False) -> list[str]:
+    """Write deps/<name>/ for every registered framework; with check, only list what is out of date.
+
+    dvc.yaml cannot look a name up in a table, so each train@<name> stage
+    depends on the folder deps/<name>/: links to the files that implement the
+    framework and a copy of its lines of frameworks.lock. Editing keras_fw.py
+    re-runs the three Keras runs, upgrading torch re-runs pytorch and
+    keras-torch, and nothing else.
+    """
+    stale = []
+    wanted_names = set(NAMES)
+    for existing in sorted(DEPENDENCY_LINKS.glob("*")) if DEPENDENCY_LINKS.exists() else []:
+        if existing.name not in wanted_names:
+            stale.append(str(existing))
+            if not check:
+                import shutil
+
+                shutil.rmtree(existing)
+    for name in NAMES:
+        folder = DEPENDENCY_LINKS / name
+        wanted = dependency_files(name)
+        present = {path.name for path in folder.iterdir()} if folder.exists() else set()
+        for extra in present - set(wanted):
+            stale.append(str(folder / extra))
+            if not check:
+                (folder / extra).unlink()
+        for file_name, target in wanted.items():
+            path = folder / file_name
+            if isinstance(target, Path):
+                link = os.path.relpath(target, folder)
+                ok = path.is_symlink() and os.readlink(path) == link
+            else:
+                ok = path.is_file() and not path.is_symlink() and path.read_bytes() == target
+            if ok:
+                continue
+            stale.append(str(path))
+            if check:
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            if path.is_symlink() or path.exists():
+                path.unlink()
+            if isinstance(target, Path):
+                path.symlink_to(link)
+            else:
+                path.write_bytes(target)
+    return stale

@@ -1,8 +1,9 @@
 """Keras 3: the CNN as a `keras.Sequential`, trained with `compile` + `fit`.
 
-This is the whole Keras implementation; its length is the coding effort the
-comparison reports. Data comes from the shared batch iterator through a
-`tf.data` pipeline; checkpoints are Keras' own `BackupAndRestore`.
+This is the whole Keras implementation, on whichever backend `KERAS_BACKEND`
+names (the registry sets it: keras, keras-jax, keras-torch); its length is the
+coding effort the comparison reports. Checkpoints are Keras' own
+`BackupAndRestore`, the saved model a `.keras` file any backend can load.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+import keras
+
+from dlcompare import frameworks
 from dlcompare.batches import EvalBatches
-from dlcompare.frameworks import tf_runtime
 from dlcompare.frameworks.base import VALIDATION_BATCH, Framework, TrainingSession
 
-import keras  # noqa: E402  (after tf_runtime has quietened TensorFlow's logging)
-import tensorflow as tf  # noqa: E402  (Keras' backend here: tf.data feeds fit)
-
 MODEL_FILE = "model.keras"
+runtime = frameworks.runtime(keras.backend.backend())  # threads, seeds, determinism of the engine underneath
 
 
 def build_model(spec) -> keras.Sequential:
@@ -54,19 +55,38 @@ def layer_variables(model: keras.Model) -> dict[str, keras.Variable]:
     return found
 
 
-def shared_batches(batch, count: int, image_size: int) -> tf.data.Dataset:
-    """A tf.data pipeline over `count` shared batches, `batch(i)` making the i-th.
+def tf_data_batches(batch, count: int, image_size: int):
+    """On TensorFlow: a tf.data pipeline over `count` shared batches, `batch(i)` making the i-th.
 
     AUTOTUNE is switched off: on a 2-core machine its background threads
     competed with the training step and made about every other epoch twice as
     slow, in Keras' own adapters too (`fit` on a PyDataset or on NumPy
     arrays); a fixed prefetch of two batches keeps every epoch at full speed.
     """
+    import tensorflow as tf
+
     signature = (tf.TensorSpec((None, image_size, image_size, 3), tf.float32), tf.TensorSpec((None, 1), tf.float32))
     dataset = tf.data.Dataset.from_generator(lambda: (batch(i) for i in range(count)), output_signature=signature)
     options = tf.data.Options()
     options.autotune.enabled = False
     return dataset.with_options(options).apply(tf.data.experimental.assert_cardinality(count)).prefetch(2)
+
+
+class PyDatasetBatches(keras.utils.PyDataset):
+    """On JAX and PyTorch (no TensorFlow needed): the shared batches, fetched in order on the training thread."""
+
+    def __init__(self, batch, count: int, image_size: int):
+        super().__init__()
+        self.batch, self.count = batch, count
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, index):
+        return self.batch(index)
+
+
+shared_batches = tf_data_batches if keras.backend.backend() == "tensorflow" else PyDatasetBatches
 
 
 class SessionCallback(keras.callbacks.Callback):
@@ -98,7 +118,7 @@ class SessionCallback(keras.callbacks.Callback):
 
 class Implementation(Framework):
     def build(self, weights):
-        self.runtime = tf_runtime.configure(self.train.threads, self.seed, not self.train.jit_compile)
+        self.runtime = runtime.configure(self.train.threads, self.seed)
         keras.utils.set_random_seed(self.seed)
         self.model = build_model(self.spec)
         for name, variable in layer_variables(self.model).items():
@@ -113,14 +133,14 @@ class Implementation(Framework):
             optimizer=optimizer,
             loss=keras.losses.BinaryCrossentropy(),
             metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
-            jit_compile=self.train.jit_compile,
+            jit_compile=runtime.JIT_COMPILE,
         )
 
     def weights(self):
         return {name: keras.ops.convert_to_numpy(variable) for name, variable in layer_variables(self.model).items()}
 
     def forward(self, x, training):
-        return np.asarray(self.model(x, training=training))[:, 0]
+        return keras.ops.convert_to_numpy(self.model(x, training=training))[:, 0]
 
     def train_batch(self, x, y, learning_rate):
         self.model.optimizer.learning_rate.assign(learning_rate)
@@ -152,6 +172,6 @@ class Implementation(Framework):
 
 def load_predictor(directory: Path, threads: int = 0):
     """A function from float images (B, S, S, 3) to class-1 probabilities (B,)."""
-    tf_runtime.configure(threads, seed=0)
+    runtime.configure(threads, seed=0)
     model = keras.saving.load_model(directory / MODEL_FILE)
     return lambda x: np.asarray(model.predict_on_batch(x))[:, 0]

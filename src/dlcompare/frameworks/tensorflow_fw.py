@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from dlcompare.batches import EvalBatches
-from dlcompare.frameworks import tf_runtime
-from dlcompare.frameworks.base import VALIDATION_BATCH, Framework
+import tensorflow as tf
 
-import tensorflow as tf  # noqa: E402  (after tf_runtime has quietened TensorFlow's logging)
+from dlcompare.frameworks import runtime_tensorflow as runtime
+from dlcompare.frameworks.base import VALIDATION_BATCH, Framework
 
 
 class CNN(tf.Module):
@@ -93,12 +93,12 @@ def mean_loss(logits, labels):
 
 class Implementation(Framework):
     def build(self, weights):
-        self.runtime = tf_runtime.configure(self.train.threads, self.seed, not self.train.jit_compile)
+        self.runtime = runtime.configure(self.train.threads, self.seed)
         self.model = CNN(self.spec, weights)
         t = self.train
         self.optimizer = Adam(self.model.trainable(), t.adam_beta_1, t.adam_beta_2, t.adam_epsilon)
-        self.step = tf.function(self._step, jit_compile=t.jit_compile)
-        self.evaluate_batch = tf.function(self._evaluate_batch, jit_compile=t.jit_compile)
+        self.step = tf.function(self._step, jit_compile=runtime.JIT_COMPILE)
+        self.evaluate_batch = tf.function(self._evaluate_batch, jit_compile=runtime.JIT_COMPILE)
 
     def _step(self, images, labels):
         dropout_seed = tf.stack([tf.constant(self.seed, tf.int64), self.optimizer.iterations])
@@ -162,6 +162,6 @@ class Implementation(Framework):
 
 def load_predictor(directory: Path, threads: int = 0):
     """A function from float images (B, S, S, 3) to class-1 probabilities (B,)."""
-    tf_runtime.configure(threads, seed=0)
+    runtime.configure(threads, seed=0)
     loaded = tf.saved_model.load(str(directory))
     return lambda x: loaded.predict(tf.constant(x)).numpy()

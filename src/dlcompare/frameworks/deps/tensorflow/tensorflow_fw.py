@@ -1,0 +1,1 @@
+../../tensorflow_fw.py

@@ -1,0 +1,210 @@
+"""PyTorch: the CNN as a `torch.nn.Module`, trained with the usual explicit loop.
+
+`model.train()` / `model.eval()`, `torch.optim.Adam`, a checkpoint of the
+model's and the optimiser's state dicts after every epoch, and the trained
+model saved as a state dict (`torch.save`) next to the architecture it needs
+(`spec.json`, written by the harness). Images arrive as the shared NHWC
+batches; viewed as NCHW they are already in `channels_last` memory, the
+layout PyTorch's CPU convolutions are fastest in, so the model is kept there.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlcompare.batches import EvalBatches
+from dlcompare.frameworks import runtime_torch as runtime
+from dlcompare.frameworks.base import VALIDATION_BATCH, Framework
+from dlcompare.model_spec import ModelSpec
+
+MODEL_FILE = "model.pt"
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """`nn.BatchNorm2d` whose moving variance follows the biased batch variance, as in Keras, TensorFlow and JAX.
+
+    torch's own layer moves towards the unbiased n/(n - 1) estimate (2.4e-4
+    apart at n = 2048); the normalisation itself is the same.
+    """
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        with torch.no_grad():
+            self.running_mean.lerp_(x.mean(dim=(0, 2, 3)), self.momentum)
+            self.running_var.lerp_(x.var(dim=(0, 2, 3), unbiased=False), self.momentum)
+        return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
+
+
+class CNN(nn.Module):
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        layers = OrderedDict()
+        for name, in_channels, out_channels, _, pool_after in spec.convs():
+            layers[name] = nn.Conv2d(in_channels, out_channels, spec.kernel_size, padding="same", bias=not spec.batch_norm)
+            if spec.batch_norm:  # torch's momentum weighs the new batch: 1 - Keras' momentum
+                layers[f"{name}_bn"] = BatchNorm2d(out_channels, eps=spec.bn_epsilon, momentum=1.0 - spec.bn_momentum)
+            layers[f"{name}_relu"] = nn.ReLU()
+            if pool_after:
+                layers[f"{name}_pool"] = nn.MaxPool2d(2)
+        self.features = nn.Sequential(layers)
+        self.global_avg = spec.head == "global_avg"
+        (_, features, _), *_ = spec.denses()
+        self.dense = nn.Linear(features, spec.dense_units) if spec.dense_units else None
+        self.dropout = nn.Dropout(spec.dropout)
+        self.output = nn.Linear(spec.dense_units or features, 1)
+
+    def forward(self, images):
+        """Logits of class 1 for images (B, 3, S, S)."""
+        x = self.features(images)
+        # Flatten in height, width, channel order: the canonical layout of the dense kernel.
+        x = x.mean(dim=(2, 3)) if self.global_avg else x.permute(0, 2, 3, 1).flatten(1)
+        if self.dense is not None:
+            x = F.relu(self.dense(x))
+        return self.output(self.dropout(x)).squeeze(1)
+
+
+class KerasEpsilonAdam(torch.optim.Adam):
+    """`torch.optim.Adam` with Keras' epsilon, which every framework here uses.
+
+    torch adds eps to sqrt(v / (1 - beta_2^t)), Keras to sqrt(v); with
+    eps_t = eps / sqrt(1 - beta_2^t) the two updates are the same (5 steps of
+    the plain eps = 1e-7 moved weights by 1.3e-2 against Keras).
+    """
+
+    def __init__(self, params, lr: float, betas: tuple[float, float], eps: float):
+        super().__init__(params, lr=lr, betas=betas, eps=eps)
+        self.keras_eps = eps
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            state = self.state.get(group["params"][0], {})
+            t = int(state.get("step", 0)) + 1
+            group["eps"] = self.keras_eps / math.sqrt(1.0 - group["betas"][1] ** t)
+        return super().step(closure)
+
+
+# Canonical weight name <-> state-dict key. Kernels: torch stores conv (out, in, h, w), dense (out, in).
+BN_PARTS = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
+
+
+def state_key(name: str) -> str:
+    layer, *rest = name.split("/")
+    if rest[0] == "bn":
+        return f"features.{layer}_bn.{BN_PARTS[rest[1]]}"
+    prefix = "features." if layer.startswith("conv") else ""
+    return f"{prefix}{layer}.{'weight' if rest[0] == 'kernel' else 'bias'}"
+
+
+def to_torch_layout(value: np.ndarray) -> np.ndarray:
+    return value.transpose(3, 2, 0, 1) if value.ndim == 4 else value.T if value.ndim == 2 else value
+
+
+def to_canonical_layout(value: np.ndarray) -> np.ndarray:
+    return value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T if value.ndim == 2 else value
+
+
+class Implementation(Framework):
+    def build(self, weights):
+        self.runtime = runtime.configure(self.train.threads, self.seed)
+        self.device = runtime.device()
+        self.model = CNN(self.spec)
+        self.model.load_state_dict({state_key(n): torch.from_numpy(to_torch_layout(v).copy()) for n, v in weights.items()},
+                                   strict=False)  # strict=False: batch norm's num_batches_tracked has no canonical twin
+        self.model.to(self.device, memory_format=torch.channels_last)
+        t = self.train
+        self.optimizer = KerasEpsilonAdam(self.model.parameters(), t.learning_rate, (t.adam_beta_1, t.adam_beta_2), t.adam_epsilon)
+
+    def images(self, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x).to(self.device).permute(0, 3, 1, 2)  # NHWC memory seen as NCHW: channels_last
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+
+    def train_step(self, x, y):
+        labels = torch.from_numpy(y[:, 0]).to(self.device)
+        logits = self.model(self.images(x))
+        loss = F.binary_cross_entropy_with_logits(logits, labels)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss.item(), ((logits > 0) == (labels > 0.5)).float().mean().item()
+
+    @torch.no_grad()
+    def validate(self, session):
+        self.model.eval()
+        loss_sum = correct = 0.0
+        for x, y in EvalBatches(session.val_x, session.val_y, VALIDATION_BATCH):
+            labels = torch.from_numpy(y[:, 0]).to(self.device)
+            logits = self.model(self.images(x))
+            loss_sum += F.binary_cross_entropy_with_logits(logits, labels, reduction="sum").item()
+            correct += ((logits > 0) == (labels > 0.5)).sum().item()
+        return loss_sum / len(session.val_x), correct / len(session.val_x)
+
+    def fit(self, session):
+        checkpoint = session.checkpoint_dir / "pytorch.pt"
+        start = 0
+        if checkpoint.exists():
+            state = torch.load(checkpoint, weights_only=True)
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            start = state["epochs_done"]
+        for epoch in range(start, self.train.epochs):
+            session.epoch_begin(epoch)
+            torch.manual_seed(self.seed << 20 | epoch)  # dropout masks depend on (seed, epoch): a resumed run draws the same
+            self.set_learning_rate(session.learning_rate(epoch))
+            self.model.train()
+            steps = [self.train_step(x, y) for x, y in session.batches.epoch(epoch)]
+            session.validation_begin(epoch)
+            val_loss, val_accuracy = self.validate(session)
+            train_loss, train_accuracy = np.mean(steps, axis=0)
+            session.epoch_end(epoch, {"train_loss": train_loss, "train_accuracy": train_accuracy,
+                                      "val_loss": val_loss, "val_accuracy": val_accuracy})
+            partial = checkpoint.with_suffix(".partial")
+            torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                        "epochs_done": epoch + 1}, partial)
+            os.replace(partial, checkpoint)  # after the history entry: a kill in between re-runs this epoch
+
+    # Adapters for the equivalence tests (canonical weights, one step, one forward pass).
+    def weights(self):
+        state = self.model.state_dict()
+        return {name: to_canonical_layout(state[state_key(name)].cpu().numpy()).copy() for name in self.spec.shapes()}
+
+    def forward(self, x, training):
+        self.model.train(training)
+        with torch.no_grad():
+            return torch.sigmoid(self.model(self.images(x))).cpu().numpy()
+
+    def train_batch(self, x, y, learning_rate):
+        self.set_learning_rate(learning_rate)
+        self.model.train()
+        self.train_step(x, y)
+
+    def save(self, directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.model.state_dict(), directory / MODEL_FILE)
+
+
+def load_predictor(directory: Path, threads: int = 0):
+    """A function from float images (B, S, S, 3) to class-1 probabilities (B,)."""
+    runtime.configure(threads, seed=0)
+    device = runtime.device()
+    model = CNN(ModelSpec.load(directory))
+    model.load_state_dict(torch.load(directory / MODEL_FILE, map_location=device, weights_only=True))
+    model.to(device, memory_format=torch.channels_last).eval()
+
+    @torch.no_grad()
+    def predict(x):
+        return torch.sigmoid(model(torch.from_numpy(x).to(device).permute(0, 3, 1, 2))).cpu().numpy()
+
+    return predict
