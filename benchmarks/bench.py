@@ -5,8 +5,8 @@ Measures, on this machine and in this run:
   prepare          images/s of `dlcompare prepare` on the shared 10k Kaggle zip, end to end
   train.<fw>       steady-state images/s of dlcompare's training loop, the GFLOP/s that is, its share of
                    gemm_gflops, first-epoch overhead, peak memory, and the overhead of dlcompare's harness
-                   against the bare framework loop (same model, in-memory tensors, no augmentation,
-                   logging or checkpoints); peak memory of one epoch over a full-size (25,000 image)
+                   against the bare step loop (the framework's one-step function over batches made in
+                   advance: no augmentation, validation, logging or checkpoints); peak memory of one epoch over a full-size (25,000 image)
                    memory-mapped dataset
   baseline         the same Keras model trained the keras-io "Image classification from scratch" way
                    (image_dataset_from_directory over JPEG files, augmentation layers in a tf.data map,
@@ -38,9 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dlcompare.frameworks import NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ZIP = ROOT.parent / "shared" / "datasets" / "dogs-vs-cats-train-10k.zip"
-FRAMEWORKS = ("keras", "tensorflow")
+FRAMEWORKS = NAMES
 FULL_DATASET = 25_000
 
 
@@ -79,9 +81,9 @@ def machine() -> dict:
 
 
 def gemm_gflops(n: int, repeats: int) -> tuple[float, dict]:
-    from dlcompare.frameworks import tf_runtime  # the thread settings training uses
+    from dlcompare.frameworks import runtime_tensorflow  # the thread settings training uses
 
-    runtime = tf_runtime.configure(0, 0)
+    runtime = runtime_tensorflow.configure(0, 0)
     import tensorflow as tf
 
     a = tf.random.uniform((n, n), dtype=tf.float32)
@@ -128,26 +130,15 @@ def _epoch_timer(times: list):
     return Timer()
 
 
-def bare_keras(implementation, x, y, batch_size, epochs) -> list[float]:
-    """Keras the plain way: fit on in-memory arrays."""
-    times: list[float] = []
-    implementation.model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0,
-                             callbacks=[_epoch_timer(times)])
-    return times
-
-
-def bare_tensorflow(implementation, x, y, batch_size, epochs) -> list[float]:
-    """The low-level step function over batches already in TensorFlow tensors."""
-    import tensorflow as tf
-
-    batches = [(tf.constant(x[i : i + batch_size]), tf.constant(y[i : i + batch_size]))
-               for i in range(0, len(x) - batch_size + 1, batch_size)]
+def bare_steps(implementation, x, y, batch_size, epochs) -> list[float]:
+    """The framework's one-step function (the equivalence tests' adapter) over batches made in advance."""
+    batches = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x) - batch_size + 1, batch_size)]
     times = []
     for _ in range(epochs):
         started = time.perf_counter()
         for images, labels in batches:
-            loss, _ = implementation.step(images, labels)
-        float(loss)  # wait for the last step
+            implementation.train_batch(images, labels, 1e-3)
+        implementation.weights()  # waits for frameworks that dispatch asynchronously (JAX)
         times.append(time.perf_counter() - started)
     return times
 
@@ -183,8 +174,7 @@ def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
     bare.build(spec.initial_weights(0))
     x_float = to_float(x[:images])
     y_float = y[:images].astype(np.float32)[:, None]
-    loop = bare_keras if framework == "keras" else bare_tensorflow
-    bare_rate, _ = _epoch_rates(loop(bare, x_float, y_float, train.batch_size, train.epochs), images)
+    bare_rate, _ = _epoch_rates(bare_steps(bare, x_float, y_float, train.batch_size, train.epochs), images)
 
     with tempfile.TemporaryDirectory() as scratch:
         implementation.save(Path(scratch) / "model")
@@ -247,11 +237,11 @@ def child_tutorial(source: Path, quick: bool) -> dict:
     """The keras-io "Image classification from scratch" pipeline, on JPEG files of the original size."""
     from PIL import Image
 
-    from dlcompare.frameworks import tf_runtime
+    from dlcompare.frameworks import runtime_tensorflow
     from dlcompare.model_spec import ModelSpec
 
     params, sizes = settings(quick)
-    tf_runtime.configure(params.train.threads, 0)
+    runtime_tensorflow.configure(params.train.threads, 0)
     import keras
     import tensorflow as tf
 

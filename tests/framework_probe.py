@@ -120,7 +120,6 @@ def probe(name: str, prepared: Path) -> dict[str, np.ndarray]:
     implementation.train_batch(images, labels, 1e-2)  # moving statistics and weights away from their start
     with tempfile.TemporaryDirectory() as directory:
         implementation.save(Path(directory))
-        spec.save(Path(directory))
         out["reloaded_predictor"] = module.load_predictor(Path(directory))(images)
     out["in_memory_forward"] = implementation.forward(images, training=False)
     out["runtime"] = np.array(json.dumps(implementation.runtime))

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
+from dlcompare.frameworks import NAMES
 from dlcompare.model_spec import ModelSpec
 
 
@@ -35,7 +36,8 @@ def test_quick_bench_writes_every_key(tmp_path):
     assert {"cpu", "cores", "memory_gb", "versions", "tensorflow_runtime"} <= set(figures["machine"])
     assert figures["gemm_gflops"] > 0 and figures["prepare"]["images_per_s"] > 0
     assert figures["baseline"]["tutorial_images_per_s"] > 0
-    for framework in ("keras", "tensorflow"):
+    assert set(figures["train"]) == set(NAMES)
+    for framework in NAMES:
         train = figures["train"][framework]
         for key in ("images_per_s", "gflops", "fraction_of_gemm", "first_epoch_overhead_s", "peak_rss_mb",
                     "harness_overhead", "speedup_vs_tutorial", "full_dataset_peak_rss_mb"):

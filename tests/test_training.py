@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from conftest import BIN, KAGGLE_10K, env_with_venv, run_cli, tiny_project
+from dlcompare.frameworks import NAMES as FRAMEWORKS
 
 TIMING_KEYS = {"seconds", "images_per_s", "peak_rss_mb"}
-FRAMEWORKS = ("keras", "tensorflow")
 
 
 def train_and_evaluate(project, framework, seed=0):
@@ -42,6 +42,12 @@ def test_run_writes_every_metric_and_plot(tmp_path, tiny_prepared, framework):
             "peak_rss_mb", "params", "flops_per_image", "lines_of_code"} <= set(train_metrics)
     assert set(train_metrics["seconds"]) >= {"data", "build", "first_epoch", "epoch_median", "train"}
     assert train_metrics["epochs"] == 2 and train_metrics["lines_of_code"] > 20
+    from dlcompare.frameworks import REGISTRY, pinned_versions
+
+    pins = pinned_versions()
+    # The installed build is recorded as it is (torch's "+cpu" local label included); its release is the pinned one.
+    recorded = {package: version.split("+")[0] for package, version in train_metrics["versions"].items()}
+    assert recorded == {package: pins[package] for package in REGISTRY[framework].packages}
     assert {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "n_test", "seconds",
             "latency_ms_p50", "latency_ms_p95", "images_per_s"} <= set(eval_metrics)
     # The metrics are what the per-image predictions say.
@@ -63,17 +69,19 @@ def test_run_writes_every_metric_and_plot(tmp_path, tiny_prepared, framework):
 def test_same_params_give_the_same_metrics(tmp_path, tiny_prepared, framework):
     first = train_and_evaluate(tiny_project(tmp_path / "a", tiny_prepared), framework)
     second = train_and_evaluate(tiny_project(tmp_path / "b", tiny_prepared), framework)
-    assert without_timings(first[0]) == without_timings(second[0])
-    assert without_timings(first[1]) == without_timings(second[1])
-    assert first[2].equals(second[2])
+    if first[0]["threads"]["deterministic"]:
+        assert without_timings(first[0]) == without_timings(second[0])
+        assert without_timings(first[1]) == without_timings(second[1])
+        assert first[2].equals(second[2])
+    else:  # multi-threaded XLA on the CPU (jax-ml/jax#39741): the run says so, and differs only in rounding
+        np.testing.assert_allclose(first[2]["probability"], second[2]["probability"], atol=1e-3)
+        assert first[0]["val_loss"] == pytest.approx(second[0]["val_loss"], abs=1e-3)
     other_seed = train_and_evaluate(tiny_project(tmp_path / "c", tiny_prepared), framework, seed=1)
     assert without_timings(other_seed[0]) != without_timings(first[0])
 
 
-def checkpoint_written(project, framework) -> bool:
-    folder = project / "checkpoints" / f"{framework}-0"
-    marker = folder / "keras" / "training_metadata.json" if framework == "keras" else folder / "tensorflow" / "checkpoint"
-    return marker.exists()
+def epoch_finished(project, framework) -> bool:
+    return (project / "checkpoints" / f"{framework}-0" / "history.json").exists()
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -85,7 +93,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, tiny_prep
     process = subprocess.Popen([str(BIN / "dlcompare"), "train", "-f", framework, "-s", "0"], cwd=project,
                                env=env_with_venv(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
-    while not checkpoint_written(project, framework) and process.poll() is None and time.monotonic() < deadline:
+    while not epoch_finished(project, framework) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -97,9 +105,12 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, tiny_prep
     assert f"resuming {framework}-0 after epoch" in resumed.stdout
     run_cli("evaluate", "-f", framework, "-s", "0", cwd=project, check=True)
     train_metrics = json.loads((project / "metrics" / "train" / f"{framework}-0.json").read_text())
-    assert without_timings(train_metrics) == without_timings(reference[0])
     predictions = pd.read_csv(project / "plots" / "eval" / f"{framework}-0" / "predictions.csv")
-    np.testing.assert_allclose(predictions["probability"], reference[2]["probability"], atol=1e-6)
+    if train_metrics["threads"]["deterministic"]:
+        assert without_timings(train_metrics) == without_timings(reference[0])
+        np.testing.assert_allclose(predictions["probability"], reference[2]["probability"], atol=1e-6)
+    else:
+        np.testing.assert_allclose(predictions["probability"], reference[2]["probability"], atol=1e-3)
     curve = (project / "dvclive" / f"{framework}-0" / "plots" / "metrics" / "val" / "accuracy.tsv").read_text()
     assert len(curve.splitlines()) == 1 + 5
 
@@ -125,7 +136,7 @@ def test_checkpoint_of_other_params_or_code_is_not_resumed(tmp_path, tiny_prepar
 @pytest.mark.parametrize(
     "overrides, key",
     [
-        ({"train": {"frameworks": ["keras", "pytorch"]}}, "train.frameworks"),
+        ({"train": {"frameworks": ["keras", "caffe"]}}, "train.frameworks"),
         ({"train": {"epochs": 0}}, "train.epochs"),
         ({"train": {"batch_size": -1}}, "train.batch_size"),
         ({"train": {"learning_rate": 0}}, "train.learning_rate"),
@@ -155,14 +166,15 @@ def test_unknown_framework_option_and_missing_model_are_one_line_errors(tmp_path
 
 def test_predict_prints_each_models_label_and_rejects_bad_images(tmp_path, tiny_prepared):
     project = tiny_project(tmp_path / "p", tiny_prepared, {"train": {"epochs": 1}})
-    for framework in FRAMEWORKS:
+    trained = ("keras", "keras-jax", "pytorch")  # two Keras backends: predict must keep them apart
+    for framework in trained:
         run_cli("train", "-f", framework, "-s", "0", cwd=project, check=True)
     photo = tmp_path / "dog.jpg"
     with zipfile.ZipFile(KAGGLE_10K) as archive:
         photo.write_bytes(archive.read("train/dog.4321.jpg"))
     result = run_cli("predict", str(photo), cwd=project, check=True)
     rows = [line.split("\t") for line in result.stdout.strip().splitlines()]
-    assert [row[1] for row in rows] == ["keras-0", "tensorflow-0"]
+    assert [row[1] for row in rows] == sorted(f"{framework}-0" for framework in trained)
     assert all(row[2] in {"cat", "dog"} and 0.5 <= float(row[3]) <= 1.0 for row in rows)
 
     broken = tmp_path / "broken.jpg"

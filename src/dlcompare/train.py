@@ -102,13 +102,7 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
 
     from dlcompare.frameworks.base import TrainingSession
 
-    live = _curves_logger(curves_dir / run)
-
-    def log_epoch(epoch: int, record: dict) -> None:
-        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
-            live.log_metric(key.replace("_", "/", 1), record[key])
-        live.log_metric("learning_rate", record["learning_rate"])
-        live.next_step()
+    def show_epoch(epoch: int, record: dict) -> None:
         print(f"{run} epoch {epoch + 1}/{params.train.epochs}: loss {record['train_loss']:.4f}"
               f" acc {record['train_accuracy']:.4f} val_loss {record['val_loss']:.4f}"
               f" val_acc {record['val_accuracy']:.4f} ({record['seconds']:.1f} s)", flush=True)
@@ -116,19 +110,25 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
     session = TrainingSession(
         train=params.train, seed=seed, batches=batches, val_x=x_val, val_y=y_val,
         checkpoint_dir=_checkpoint_dir(checkpoints / run, _fingerprint(params, framework, seed, prepared)),
-        on_epoch=log_epoch,
+        on_epoch=show_epoch,
     )
     session.load_history()
     if session.history:
         print(f"resuming {run} after epoch {len(session.history)} (checkpoint in {session.checkpoint_dir})", flush=True)
-    for epoch in sorted(session.history):  # a resumed run's curves start where the first attempt's did
-        log_epoch(epoch, session.history[epoch])
     implementation.fit(session)
     history = session.ordered_history()
 
+    # The curves are written once, from the finished history: a run killed between an epoch's history entry and
+    # its checkpoint repeats that epoch, and live logging would have drawn it twice.
+    live = _curves_logger(curves_dir / run)
+    for record in history:
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            live.log_metric(key.replace("_", "/", 1), record[key])
+        live.log_metric("learning_rate", record["learning_rate"])
+        live.next_step()
+
     with building_dir(models / run) as directory:
         implementation.save(directory)
-        spec.save(directory)
 
     train_seconds = [record["train_seconds"] for record in history]
     steady = train_seconds[1:] or train_seconds

@@ -175,6 +175,7 @@ class Implementation(Framework):
     def save(self, directory):
         directory.mkdir(parents=True, exist_ok=True)
         np.savez(directory / MODEL_FILE, **self.weights())
+        self.spec.save(directory)  # the weights need the architecture to be loaded
 
 
 def load_predictor(directory: Path, threads: int = 0):

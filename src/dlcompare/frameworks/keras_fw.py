@@ -8,6 +8,7 @@ coding effort the comparison reports. Checkpoints are Keras' own
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,24 @@ class SessionCallback(keras.callbacks.Callback):
         })
 
 
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' own checkpoints, surviving a kill during the very first one.
+
+    With `double_checkpoint` Keras falls back to the previous checkpoint when
+    the latest was cut short, but a cut-short first checkpoint has nothing to
+    fall back to and fit fails on every retry; then training starts over.
+    """
+
+    def on_train_begin(self, logs=None):
+        start = [keras.ops.convert_to_numpy(v) for v in self.model.variables]
+        try:
+            super().on_train_begin(logs)
+        except OSError:
+            for variable, value in zip(self.model.variables, start):
+                variable.assign(value)
+            shutil.rmtree(self.backup_dir)
+
+
 class Implementation(Framework):
     def build(self, weights):
         self.runtime = runtime.configure(self.train.threads, self.seed)
@@ -159,7 +178,7 @@ class Implementation(Framework):
             verbose=0,
             callbacks=[
                 progress,
-                keras.callbacks.BackupAndRestore(
+                BackupAndRestore(
                     str(session.checkpoint_dir / "keras"), delete_checkpoint=False, double_checkpoint=True
                 ),
             ],

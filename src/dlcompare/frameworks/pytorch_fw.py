@@ -3,7 +3,7 @@
 `model.train()` / `model.eval()`, `torch.optim.Adam`, a checkpoint of the
 model's and the optimiser's state dicts after every epoch, and the trained
 model saved as a state dict (`torch.save`) next to the architecture it needs
-(`spec.json`, written by the harness). Images arrive as the shared NHWC
+(`spec.json`). Images arrive as the shared NHWC
 batches; viewed as NCHW they are already in `channels_last` memory, the
 layout PyTorch's CPU convolutions are fastest in, so the model is kept there.
 """
@@ -193,6 +193,7 @@ class Implementation(Framework):
     def save(self, directory):
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.model.state_dict(), directory / MODEL_FILE)
+        self.spec.save(directory)  # the weights need the architecture to be loaded
 
 
 def load_predictor(directory: Path, threads: int = 0):
