@@ -9,10 +9,13 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 install: $(STAMP)
 
-# Re-installs only when the project's dependencies change.
-$(STAMP): pyproject.toml
+# Re-installs only when the project's dependencies or the pinned framework versions change.
+# frameworks.lock constrains pip to the tested versions; the last line refreshes the per-framework
+# DVC dependency folders (src/dlcompare/frameworks/deps/) from it.
+$(STAMP): pyproject.toml frameworks.lock
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test]' -c frameworks.lock
+	$(VENV)/bin/python -m dlcompare.frameworks
 	touch $@
 
 repro: install

@@ -40,3 +40,11 @@ def test_project_params_file_is_valid():
 
     params = load_params(ROOT / "params.yaml")
     assert params.prepare.test_fraction == 0.2
+
+
+def test_dvc_dependency_folders_match_the_registry_and_the_lock():
+    """dvc.yaml's train@<name> stages depend on deps/<name>/: stale links or pins would hide a change from DVC."""
+    from dlcompare.frameworks import DEPENDENCY_LINKS, NAMES, sync_dependency_links
+
+    assert sync_dependency_links(check=True) == []
+    assert sorted(p.name for p in DEPENDENCY_LINKS.iterdir()) == sorted(NAMES)

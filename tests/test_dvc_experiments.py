@@ -3,9 +3,10 @@
 import json
 
 from conftest import make_dvc_project, run_tool, small_kaggle_zip
+from dlcompare.frameworks import NAMES
 
 
-def test_repro_then_experiment_shows_both_frameworks(tmp_path):
+def test_repro_then_experiment_shows_every_framework(tmp_path):
     source = small_kaggle_zip(tmp_path / "small.zip", per_class=60)
     project = make_dvc_project(tmp_path / "project", {
         "data": {"source": str(source)},
@@ -15,8 +16,9 @@ def test_repro_then_experiment_shows_both_frameworks(tmp_path):
         "evaluate": {"latency_runs": 5},
     })
     first = run_tool(["dvc", "repro"], project).stdout
-    for stage in ("train@keras-0", "train@tensorflow-0", "evaluate@keras-0", "evaluate@tensorflow-0"):
-        assert f"Running stage '{stage}'" in first
+    for framework in NAMES:  # the default params list all six
+        for stage in ("train", "evaluate"):
+            assert f"Running stage '{stage}@{framework}-0'" in first
     run_tool(["git", "add", "-A"], project)
     run_tool(["git", "commit", "-qm", "baseline run"], project)
     assert "Running stage" not in run_tool(["dvc", "repro"], project).stdout
@@ -26,11 +28,13 @@ def test_repro_then_experiment_shows_both_frameworks(tmp_path):
 
     shown = json.loads(run_tool(["dvc", "exp", "show", "--json"], project).stdout)
     text = json.dumps(shown)
-    for framework in ("keras", "tensorflow"):
+    for framework in NAMES:
         assert f"metrics/train/{framework}-0.json" in text and f"metrics/eval/{framework}-0.json" in text
+    # Each run's framework versions are where exp show puts metrics.
+    assert '"versions": {"torch": "2.13.0' in text and '"optax": "0.2.8"' in text
 
     diff = json.loads(run_tool(["dvc", "metrics", "diff", "--json"], project).stdout)
-    for framework in ("keras", "tensorflow"):
+    for framework in NAMES:
         changed = diff[f"metrics/train/{framework}-0.json"]
         assert changed["epochs"]["old"] == 1 and changed["epochs"]["new"] == 2
         assert "accuracy" in diff[f"metrics/eval/{framework}-0.json"]
@@ -38,7 +42,7 @@ def test_repro_then_experiment_shows_both_frameworks(tmp_path):
     plots = json.loads(run_tool(["dvc", "plots", "diff", "--json"], project).stdout)
     assert not plots.get("errors"), plots.get("errors")
     names = " ".join(plots["data"])
-    for framework in ("keras", "tensorflow"):
+    for framework in NAMES:
         assert f"dvclive/{framework}-0/plots/metrics/val/accuracy.tsv" in names
         assert f"plots/eval/{framework}-0/predictions.csv" in names
         assert f"plots/roc/{framework}-0.csv" in names

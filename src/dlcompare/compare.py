@@ -85,6 +85,8 @@ def _framework_summary(name, seeds, train, evaluate, predictions, data, params) 
         "inference_images_per_s": _median(evaluate[r]["images_per_s"] for r in runs),
         "params": train[runs[0]]["params"],
         "lines_of_code": train[runs[0]]["lines_of_code"],
+        "runtime": train[runs[0]]["threads"],
+        "versions": train[runs[0]]["versions"],
         "time_s": {phase: round(value, 3) for phase, value in seconds.items()},
         "time_percent": {phase: round(100 * value / total, 2) for phase, value in seconds.items()},
     }
