@@ -39,7 +39,7 @@ def test_run_writes_every_metric_and_plot(tmp_path, tiny_prepared, framework):
     project = tiny_project(tmp_path / "p", tiny_prepared)
     train_metrics, eval_metrics, predictions = train_and_evaluate(project, framework)
     assert {"epochs", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s",
-            "peak_rss_mb", "params", "flops_per_image", "lines_of_code"} <= set(train_metrics)
+            "peak_rss_mb", "params", "flops_per_image", "lines_of_code", "adapter_lines"} <= set(train_metrics)
     assert set(train_metrics["seconds"]) >= {"data", "build", "first_epoch", "epoch_median", "train"}
     assert train_metrics["epochs"] == 2 and train_metrics["lines_of_code"] > 20
     from dlcompare.frameworks import REGISTRY, pinned_versions

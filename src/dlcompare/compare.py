@@ -85,6 +85,7 @@ def _framework_summary(name, seeds, train, evaluate, predictions, data, params) 
         "inference_images_per_s": _median(evaluate[r]["images_per_s"] for r in runs),
         "params": train[runs[0]]["params"],
         "lines_of_code": train[runs[0]]["lines_of_code"],
+        "adapter_lines": train[runs[0]]["adapter_lines"],
         "runtime": train[runs[0]]["threads"],
         "versions": train[runs[0]]["versions"],
         "time_s": {phase: round(value, 3) for phase, value in seconds.items()},

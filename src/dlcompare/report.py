@@ -86,8 +86,9 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
     lines += [
         f"- **Training speed** (steady-state images/s): {_fastest(per_framework, 'train_images_per_s', True, 'images/s')}.",
         f"- **Inference latency** (one image, median): {_fastest(per_framework, 'latency_ms_p50', False, 'ms')}.",
-        f"- **Coding effort** (statements in the framework file): "
-        + ", ".join(f"{name} {entry['lines_of_code']}" for name, entry in per_framework.items()) + ".",
+        f"- **Coding effort** (statements in the framework's file, not counting the adapters to dlcompare's harness "
+        "in parentheses): " + ", ".join(f"{name} {entry['lines_of_code']} (+{entry['adapter_lines']})"
+                                        for name, entry in per_framework.items()) + ".",
         "",
         "## Setup",
         "",

@@ -19,7 +19,7 @@ from pathlib import Path
 from dlcompare import frameworks
 from dlcompare.atomic import building_dir, write_json
 from dlcompare.batches import TrainBatches
-from dlcompare.effort import logical_lines
+from dlcompare.effort import coding_effort
 from dlcompare.errors import UserError
 from dlcompare.model_spec import ModelSpec
 from dlcompare.params import FRAMEWORKS, Params
@@ -152,7 +152,8 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "params": spec.parameter_count(),
         "flops_per_image": spec.flops_per_image(),
-        "lines_of_code": logical_lines(frameworks.source_file(framework)),
+        "lines_of_code": coding_effort(frameworks.source_file(framework))["own"],
+        "adapter_lines": coding_effort(frameworks.source_file(framework))["adapters"],
         "threads": implementation.runtime,
         "versions": frameworks.installed_versions(framework),
     }

@@ -19,6 +19,9 @@ from dlcompare import frameworks
 from dlcompare.batches import EvalBatches
 from dlcompare.frameworks.base import VALIDATION_BATCH, Framework, TrainingSession
 
+# Plugs this file into the shared harness; counted apart from its own lines (dlcompare/effort.py).
+HARNESS_ADAPTERS = ('layer_variables', 'tf_data_batches', 'PyDatasetBatches', 'SessionCallback', 'weights', 'forward', 'train_batch')
+
 MODEL_FILE = "model.keras"
 runtime = frameworks.runtime(keras.backend.backend())  # threads, seeds, determinism of the engine underneath
 

@@ -25,6 +25,9 @@ from dlcompare.frameworks import runtime_torch as runtime
 from dlcompare.frameworks.base import VALIDATION_BATCH, Framework
 from dlcompare.model_spec import ModelSpec
 
+# Plugs this file into the shared harness; counted apart from its own lines (dlcompare/effort.py).
+HARNESS_ADAPTERS = ('BatchNorm2d', 'KerasEpsilonAdam', 'state_key', 'to_torch_layout', 'to_canonical_layout', 'weights', 'forward', 'train_batch')
+
 MODEL_FILE = "model.pt"
 
 

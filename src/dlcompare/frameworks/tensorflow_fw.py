@@ -19,6 +19,9 @@ import tensorflow as tf
 from dlcompare.frameworks import runtime_tensorflow as runtime
 from dlcompare.frameworks.base import VALIDATION_BATCH, Framework
 
+# Plugs this file into the shared harness; counted apart from its own lines (dlcompare/effort.py).
+HARNESS_ADAPTERS = ('weights', 'forward', 'train_batch')
+
 
 class CNN(tf.Module):
     """The network: a variable per canonical weight name, and the forward pass."""

@@ -1,0 +1,43 @@
+"""Coding effort: a framework file's own statements and its harness adapters are counted apart."""
+
+from dlcompare.effort import coding_effort
+from dlcompare.frameworks import NAMES, source_file
+
+
+def test_adapters_are_counted_apart_from_the_own_code(tmp_path):
+    source = tmp_path / "example_fw.py"
+    source.write_text('''"""Docstrings and comments are not statements."""
+import numpy as np
+
+HARNESS_ADAPTERS = ("to_canonical", "weights")
+
+
+def build(x):
+    # a comment
+    y = x + 1
+    return y
+
+
+def to_canonical(v):
+    return v.T
+
+
+class Implementation:
+    def fit(self):
+        for i in range(3):
+            pass
+
+    def weights(self):
+        """Only for the harness."""
+        a = 1
+        return a
+''')
+    # own: import, def build + 2, class header, def fit + for + pass = 8; adapters: the marker, def to_canonical + return,
+    # def weights + 2 = 6
+    assert coding_effort(source) == {"own": 8, "adapters": 6}
+
+
+def test_every_framework_file_marks_its_adapters():
+    for name in NAMES:
+        effort = coding_effort(source_file(name))
+        assert effort["adapters"] > 3 and effort["own"] > effort["adapters"] / 2, (name, effort)
