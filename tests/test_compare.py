@@ -1,4 +1,8 @@
-"""compare end to end in a temporary git + DVC repo: two engines (PyTorch, JAX) x two seeds on real photos."""
+"""compare end to end in temporary git + DVC repos on real photos.
+
+PyTorch and JAX over three seeds (the framework-level statistics), and Keras vs low-level TensorFlow with
+dropout off over two seeds: the same engine, whose runs come out identical, must read "no difference".
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pytest
 from conftest import make_dvc_project, run_cli, run_tool, small_kaggle_zip
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-FIGURES = ("accuracy", "time_breakdown", "curves", "throughput_memory", "confusion")
+FIGURES = ("accuracy", "pairs", "time_breakdown", "curves", "throughput_memory", "confusion")
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +25,7 @@ def compared(tmp_path_factory):
         "data": {"source": str(source)},
         "prepare": {"image_size": 32},
         "model": {"filters": [8, 16]},
-        "train": {"frameworks": ["pytorch", "jax"], "epochs": 2, "batch_size": 16, "seeds": [0, 1]},
+        "train": {"frameworks": ["pytorch", "jax"], "epochs": 2, "batch_size": 16, "seeds": [0, 1, 2]},
         "evaluate": {"latency_runs": 5, "bootstrap_samples": 500},
     })
     output = run_tool(["dvc", "repro"], project).stdout
@@ -33,18 +37,27 @@ def test_compare_writes_statistics_for_every_framework_and_pair(compared):
     result = json.loads((compared / "metrics" / "compare.json").read_text())
     assert set(result["frameworks"]) == {"pytorch", "jax"}
     for entry in result["frameworks"].values():
-        assert entry["seeds"] == 2 and entry["accuracy_ci_method"] == "t interval across seeds"
+        assert entry["seeds"] == 3 and entry["accuracy_ci_method"] == "seeds × test images, t with 2 df"
         low, high = entry["accuracy_ci95"]
-        assert low <= entry["accuracy_mean"] <= high
+        assert 0 <= low <= entry["accuracy_mean"] <= high <= 1
+        for key in ("train_images_per_s", "latency_ms", "inference_images_per_s"):
+            speed = entry[key]
+            assert speed["ci95"][0] <= speed["median"] <= speed["ci95"][1] and speed["n"] >= 3, key
         assert sum(entry["time_percent"].values()) == pytest.approx(100, abs=0.1)
-        for key in ("train_images_per_s", "epoch_median_s", "first_epoch_s", "peak_rss_mb", "latency_ms_p50",
-                    "params", "lines_of_code", "roc_auc_mean", "roc_auc_ci95", "accuracy_std"):
+        for key in ("epoch_median_s", "first_epoch_s", "peak_rss_mb", "params", "lines_of_code", "adapter_lines",
+                    "roc_auc_mean", "accuracy_std", "time_s"):
             assert key in entry
+        assert set(entry["time_s"]) == {"prepare", "data", "import", "build", "compile", "train", "evaluate"}
     pair = result["pairs"]["pytorch_vs_jax"]
-    assert set(pair["per_seed"]) == {"0", "1"}
+    assert set(pair["per_seed"]) == {"0", "1", "2"}
     for seed in pair["per_seed"].values():
         assert 0 <= seed["mcnemar_p"] <= 1 and seed["b"] >= 0 and seed["c"] >= 0
-    assert pair["verdict"].startswith(("no significant difference", "pytorch more accurate", "jax more accurate"))
+    assert pair["framework_level"] and pair["p_holm"] == pair["p_value"]  # one pair: Holm changes nothing
+    assert pair["verdict"].startswith(("no difference between", "no significant difference", "pytorch more accurate",
+                                       "jax more accurate"))
+    assert pair["significant"] == pair["verdict"].startswith(("pytorch more", "jax more"))
+    for ratio in pair["speed_ratio"].values():
+        assert ratio["ci95"][0] <= ratio["ratio"] <= ratio["ci95"][1]
 
 
 def test_every_figure_is_a_png_and_the_report_is_complete(compared):
@@ -58,7 +71,8 @@ def test_every_figure_is_a_png_and_the_report_is_complete(compared):
     assert not re.search(r"\bnan\b", report, re.IGNORECASE)
     verdict = json.loads((compared / "metrics" / "compare.json").read_text())["pairs"]["pytorch_vs_jax"]["verdict"]
     assert verdict in report
-    for table_header in ("| framework | seeds |", "| seed | accuracy difference |", "| framework | preprocessing"):
+    for table_header in ("| framework | seeds |", "| pair | difference", "| pair | seed | accuracy difference |",
+                         "| framework | preprocessing"):
         header_at = report.index(table_header)
         rows = report[header_at:].split("\n\n")[0].splitlines()
         assert len(rows) >= 3, f"table {table_header!r} has no rows"
@@ -89,3 +103,24 @@ def test_a_missing_evaluation_is_a_clear_error_and_nothing_is_half_written(compa
     ]
     assert (project / "reports" / "comparison.md").read_text() == report_before
     assert (project / "metrics" / "compare.json").read_text() == json_before
+
+
+def test_same_engine_with_dropout_off_reads_no_difference(tmp_path):
+    """Keras on TensorFlow and low-level TensorFlow, dropout 0, two seeds: the runs match, and nothing is claimed."""
+    source = small_kaggle_zip(tmp_path / "small.zip", per_class=60)
+    project = make_dvc_project(tmp_path / "project", {
+        "data": {"source": str(source)},
+        "prepare": {"image_size": 32},
+        "model": {"filters": [8, 16], "dropout": 0.0},
+        "train": {"frameworks": ["keras", "tensorflow"], "epochs": 2, "batch_size": 16, "seeds": [0, 1]},
+        "evaluate": {"latency_runs": 5, "bootstrap_samples": 200},
+    })
+    run_tool(["dvc", "repro"], project)
+    pair = json.loads((project / "metrics" / "compare.json").read_text())["pairs"]["keras_vs_tensorflow"]
+    assert pair["same_engine"] and not pair["significant"] and not pair["framework_level"]
+    identical = all(seed["b"] == seed["c"] == 0 for seed in pair["per_seed"].values())
+    assert pair["verdict"].startswith("no difference" if identical else "keras vs tensorflow: not decidable with 2 seed(s)")
+    report = (project / "reports" / "comparison.md").read_text()
+    assert pair["verdict"] in report
+    assert "keras and tensorflow both run on TensorFlow's kernels" in report
+    assert "more accurate" not in report

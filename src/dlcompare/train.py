@@ -125,6 +125,7 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
         for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
             live.log_metric(key.replace("_", "/", 1), record[key])
         live.log_metric("learning_rate", record["learning_rate"])
+        live.log_metric("time/epoch_seconds", record["train_seconds"])  # training only, validation excluded
         live.next_step()
 
     with building_dir(models / run) as directory:
@@ -149,6 +150,7 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
             "train": round(sum(record["seconds"] for record in history), 3),
         },
         "images_per_s": round(batches.steps * batches.batch_size / epoch_median, 1),
+        "images_per_epoch": batches.steps * batches.batch_size,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "params": spec.parameter_count(),
         "flops_per_image": spec.flops_per_image(),

@@ -29,10 +29,15 @@ EPOCH_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
 def learning_rate(train: TrainParams, epoch: int) -> float:
-    """The learning rate of `epoch` (constant, or cosine decay to min_learning_rate over the run)."""
-    if train.lr_schedule == "constant" or train.epochs == 1:
+    """The learning rate of `epoch`: constant, or cosine decay towards min_learning_rate.
+
+    The cosine reaches min_learning_rate one epoch after the last, so every
+    epoch trains (ending at the minimum made `epochs=2` one epoch of learning
+    when the minimum is 0).
+    """
+    if train.lr_schedule == "constant":
         return train.learning_rate
-    progress = epoch / (train.epochs - 1)
+    progress = epoch / train.epochs
     low, high = train.min_learning_rate, train.learning_rate
     return low + 0.5 * (high - low) * (1.0 + math.cos(math.pi * progress))
 
