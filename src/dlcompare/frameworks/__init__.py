@@ -13,7 +13,10 @@ entry's runtime has set the environment the framework reads at import time
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -78,13 +81,34 @@ def load(name: str, threads: int = 0) -> ModuleType:
     entry = REGISTRY[name]
     runtime(entry.runtime).before_import(threads)
     if entry.keras_backend:
-        import sys
-
         if "keras" in sys.modules and sys.modules["keras"].backend.backend() != entry.keras_backend:
             raise RuntimeError(f"{name} needs Keras on {entry.keras_backend}, but this process already imported "
                                f"Keras on {sys.modules['keras'].backend.backend()}; run it in its own process")
         os.environ["KERAS_BACKEND"] = entry.keras_backend
-    return importlib.import_module(f"dlcompare.frameworks.{entry.module}")
+    with native_stderr_hidden():
+        if entry.keras_backend and importlib.util.find_spec("tensorflow"):
+            import tensorflow  # noqa: F401  (Keras loads it lazily on every backend, mid-run, with its C++ chatter)
+        return importlib.import_module(f"dlcompare.frameworks.{entry.module}")
+
+
+@contextmanager
+def native_stderr_hidden():
+    """Hide what native code writes to the process's stderr while a framework loads.
+
+    TensorFlow's C++ start-up lines (oneDNN notice, CUDA stub, absl preamble)
+    are written before any log setting applies, twice per process, and Keras
+    imports TensorFlow on every backend when it is installed. Python
+    exceptions are unaffected: they are raised and printed after this block.
+    """
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def pinned_versions() -> dict[str, str]:

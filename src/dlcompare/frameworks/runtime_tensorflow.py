@@ -12,6 +12,8 @@ import random
 
 import numpy as np
 
+from dlcompare.frameworks import native_stderr_hidden
+
 JIT_COMPILE = False  # XLA: see above
 
 
@@ -31,9 +33,11 @@ def configure(threads: int, seed: int) -> dict:
     tf.random.set_seed(seed)
     tf.config.experimental.enable_op_determinism()
     cores = len(os.sched_getaffinity(0))
+    with native_stderr_hidden():  # the first device query logs a failed cuInit on machines without a GPU
+        gpus = len(tf.config.list_physical_devices("GPU"))
     return {
         "intra_op": tf.config.threading.get_intra_op_parallelism_threads() or cores,
         "inter_op": tf.config.threading.get_inter_op_parallelism_threads() or cores,
-        "gpus": len(tf.config.list_physical_devices("GPU")),
+        "gpus": gpus,
         "deterministic": 1,
     }
