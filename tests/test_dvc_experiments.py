@@ -50,3 +50,41 @@ def test_repro_then_experiment_shows_every_framework(tmp_path):
     # Adding a seed adds runs; the existing ones are not retrained.
     grown = run_tool(["dvc", "exp", "run", "-S", "train.epochs=2", "-S", "train.seeds=[0,1]"], project).stdout
     assert "Running stage 'train@keras-1'" in grown and "Running stage 'train@keras-0'" not in grown
+
+
+def test_queued_sweep_trains_only_new_runs_and_apply_leaves_status_clean(tmp_path):
+    """dvc exp run --queue + dvc queue start: runs already done are reused, a relative data.source resolves from
+    the project root inside the queue's temporary workspace, and after dvc exp apply nothing looks changed."""
+    import time
+
+    source = small_kaggle_zip(tmp_path / "small.zip", per_class=40)
+    project = make_dvc_project(tmp_path / "project", {
+        "data": {"source": str(source)},
+        "prepare": {"image_size": 32},
+        "model": {"filters": [8, 16]},
+        "train": {"frameworks": ["pytorch", "jax"], "epochs": 1, "batch_size": 16},
+        "evaluate": {"latency_runs": 5, "bootstrap_samples": 200},
+    })
+    run_tool(["dvc", "repro"], project)
+    run_tool(["git", "add", "-A"], project)
+    run_tool(["git", "commit", "-qm", "seed 0"], project)
+
+    run_tool(["dvc", "exp", "run", "--queue", "-n", "two-seeds", "-S", "train.seeds=[0,1]",
+              "-S", "data.source=../small.zip"], project)  # relative to the project root, not to the queue's copy
+    run_tool(["dvc", "queue", "start", "-j", "1"], project)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = run_tool(["dvc", "queue", "status"], project).stdout
+        if "Running" not in status and "Queued" not in status:
+            break
+        time.sleep(2)
+    assert "Success" in status, status
+    log = run_tool(["dvc", "queue", "logs", "two-seeds"], project).stdout
+    for framework in ("pytorch", "jax"):
+        assert f"Running stage 'train@{framework}-1'" in log
+        assert f"Running stage 'train@{framework}-0'" not in log, log
+    assert "Running stage 'prepare'" not in log
+
+    run_tool(["dvc", "exp", "apply", "two-seeds"], project)
+    status = run_tool(["dvc", "status"], project).stdout
+    assert "Data and pipelines are up to date" in status, status

@@ -21,3 +21,22 @@ def test_dvc_repro_fetch_prepare_then_nothing_to_do(tmp_path):
 
     shown = run_tool(["dvc", "metrics", "show", "--json"], project).stdout
     assert "images_kept" in shown
+
+
+def test_dvc_exp_run_set_changes_one_line_of_the_project_params(tmp_path):
+    """params.yaml is kept in the layout DVC's writer produces, so -S shows up in review as the one changed line."""
+    import shutil
+
+    from conftest import ROOT
+
+    project = tmp_path / "p"
+    project.mkdir()
+    shutil.copy(ROOT / "params.yaml", project / "params.yaml")
+    (project / "dvc.yaml").write_text("stages:\n  s:\n    cmd: echo done > out.txt\n    params:\n      - train.epochs\n"
+                                      "    outs:\n      - out.txt\n")
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "start"],
+                    ["dvc", "exp", "run", "-q", "-S", "train.epochs=2"]):
+        run_tool(command, project)
+    changed = run_tool(["git", "diff", "--numstat", "params.yaml"], project).stdout.split()
+    assert changed[:2] == ["1", "1"], run_tool(["git", "diff", "params.yaml"], project).stdout
+    assert "+  epochs: 2" in run_tool(["git", "diff", "params.yaml"], project).stdout

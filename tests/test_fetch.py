@@ -165,3 +165,14 @@ def test_kaggle_without_credentials_says_what_to_set_up(tmp_path, monkeypatch):
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle"))
     with pytest.raises(UserError, match="kaggle.json"):
         run_fetch(tmp_path, source="kaggle")
+
+
+def test_relative_source_is_taken_from_the_project_root_even_inside_a_dvc_experiment_copy(tmp_path):
+    from dlcompare.data.fetch import project_root, source_path
+
+    queued = tmp_path / "project" / ".dvc" / "tmp" / "exps" / "tmpabc123"
+    queued.mkdir(parents=True)
+    assert project_root(queued) == (tmp_path / "project").resolve()
+    assert source_path("../data.zip", queued) == (tmp_path / "project").resolve() / "../data.zip"
+    assert source_path("/abs/data.zip", queued) == Path("/abs/data.zip")
+    assert project_root(tmp_path) == tmp_path.resolve()

@@ -171,7 +171,7 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
     method = next(iter(pairs.values()))["method"] if pairs else ""
     lines += ["", "## Statistical tests", "",
               f"Accuracy difference of each pair (row − column in the matrix figure): {method}; "
-              (f"p-values Holm-corrected over the {len(pairs)} pairs." if len(pairs) > 1 else "one pair, so no correction."), "",
+              + (f"p-values Holm-corrected over the {len(pairs)} pairs." if len(pairs) > 1 else "one pair, so no correction."), "",
               "| pair | difference (points) | 95 % CI | p | Holm p | verdict |", "| --- | ---: | --- | ---: | ---: | --- |"]
     for key, pair in pairs.items():
         low, high = pair["accuracy_diff_ci95"]

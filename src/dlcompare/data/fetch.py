@@ -137,6 +137,26 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+def project_root(cwd: Path | None = None) -> Path:
+    """The project the user works in, also from a DVC experiment's temporary copy (.dvc/tmp/exps/<name>/).
+
+    `dvc exp run --queue` and `--temp` run each stage in such a copy, so a
+    relative path in params.yaml must be taken from the project root, not
+    from where the stage happens to run.
+    """
+    cwd = (cwd or Path.cwd()).resolve()
+    parts = cwd.parts
+    for i in range(len(parts) - 3):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return cwd
+
+
+def source_path(source: str, cwd: Path | None = None) -> Path:
+    path = Path(source).expanduser()
+    return path if path.is_absolute() else project_root(cwd) / path
+
+
 def fetch(params: DataParams, out_dir: Path = Path("data/raw"), downloads: Path = DOWNLOADS) -> Path:
     """Place the data under `out_dir` (replacing it whole) and return the placed path."""
     if params.source == "download":
@@ -145,9 +165,9 @@ def fetch(params: DataParams, out_dir: Path = Path("data/raw"), downloads: Path 
     elif params.source == "kaggle":
         origin = _kaggle_download(downloads)
     else:
-        origin = Path(params.source).expanduser()
+        origin = source_path(params.source)
         if not origin.exists():
-            raise UserError(f"data.source = '{params.source}': no such file or folder; {OTHER_WAYS}, or 'download'")
+            raise UserError(f"data.source = '{params.source}' ({origin}): no such file or folder; {OTHER_WAYS}, or 'download'")
     open_source(origin)  # refuse hostile or unreadable input before writing anything
 
     with building_dir(out_dir) as work:
