@@ -124,3 +124,21 @@ def test_same_engine_with_dropout_off_reads_no_difference(tmp_path):
     assert pair["verdict"] in report
     assert "keras and tensorflow both run on TensorFlow's kernels" in report
     assert "more accurate" not in report
+
+
+def test_one_framework_runs_to_the_end_with_a_one_framework_report(tmp_path):
+    source = small_kaggle_zip(tmp_path / "small.zip", per_class=40)
+    project = make_dvc_project(tmp_path / "project", {
+        "data": {"source": str(source)},
+        "prepare": {"image_size": 32},
+        "model": {"filters": [8, 16]},
+        "train": {"frameworks": ["pytorch"], "epochs": 2, "batch_size": 16},
+        "evaluate": {"latency_runs": 5, "bootstrap_samples": 200},
+    })
+    output = run_tool(["dvc", "repro"], project).stdout
+    assert "a comparison needs a second framework" in output
+    result = json.loads((project / "metrics" / "compare.json").read_text())
+    assert list(result["frameworks"]) == ["pytorch"] and result["pairs"] == {}
+    report = (project / "reports" / "comparison.md").read_text()
+    assert "A comparison needs a second framework" in report and "## Statistical tests" not in report
+    assert not (project / "plots" / "compare" / "pairs.png").exists()

@@ -112,6 +112,9 @@ def compare(params: Path = PARAMS_OPTION) -> None:
     result = run_compare(load_params(params))
     for pair in result["pairs"].values():
         typer.echo(pair["verdict"])
+    if not result["pairs"]:
+        (name, entry), = result["frameworks"].items()
+        typer.echo(f"{name}: test accuracy {entry['accuracy_mean']:.4f}; a comparison needs a second framework in train.frameworks")
     typer.echo("report: reports/comparison.md, figures: plots/compare/, metrics: metrics/compare.json")
 
 

@@ -133,8 +133,6 @@ def compare(params: Params, metrics_root: Path = Path("metrics"), plots_root: Pa
             curves_root: Path = Path("dvclive"), prepared: Path = Path("data/prepared"), timings_root: Path = Path("timings"),
             report: Path = Path("reports/comparison.md")) -> dict:
     frameworks, seeds = params.train.frameworks, params.train.seeds
-    if len(frameworks) < 2:
-        raise UserError(f"train.frameworks = {frameworks}: compare needs at least two frameworks")
     data = _read_json(metrics_root / "data.json", "prepare")
     info = _read_json(prepared / "info.json", "prepare")
     data = {**data, "classes": info["classes"], "prepare_seconds": data["seconds"], "info": info}
@@ -175,7 +173,8 @@ def compare(params: Params, metrics_root: Path = Path("metrics"), plots_root: Pa
         plots.time_breakdown({f: s["time_s"] for f, s in per_framework.items()}, figures / "time_breakdown.png")
         plots.curves(histories, figures / "curves.png")
         plots.throughput_and_memory(per_framework, figures / "throughput_memory.png")
-        plots.pair_matrix(list(frameworks), pairs, figures / "pairs.png")
+        if pairs:
+            plots.pair_matrix(list(frameworks), pairs, figures / "pairs.png")
         matrices = {}
         for f in frameworks:
             total = np.zeros((2, 2), dtype=int)

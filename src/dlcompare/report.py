@@ -101,7 +101,12 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
         "## Findings",
         "",
     ]
-    if seeds < stats.MIN_SEEDS_FOR_FRAMEWORK_CLAIM:
+    if not pairs:
+        (only, e), = per_framework.items()
+        low, high = e["accuracy_ci95"]
+        lines.append(f"- **Accuracy**: {only} {_percent(e['accuracy_mean'])}, 95 % CI {100 * low:.2f}–{100 * high:.2f} % "
+                     f"({e['accuracy_ci_method']}). A comparison needs a second framework: add one to `train.frameworks`.")
+    elif seeds < stats.MIN_SEEDS_FOR_FRAMEWORK_CLAIM:
         lines.append(f"- **Accuracy**: with {seeds} seed{'s' if seeds != 1 else ''} per framework no claim about the "
                      f"frameworks can be made: too few runs to separate the framework from the seed; a framework-level answer "
                      f"needs at least {stats.MIN_SEEDS_FOR_FRAMEWORK_CLAIM} seeds (`dvc exp run -S 'train.seeds=[0,1,2]'`). "
@@ -121,10 +126,15 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
             a, b = key.split("_vs_")
             lines.append(f"- **Same engine**: {a} and {b} both run on {ENGINES[REGISTRY[a].runtime]}'s kernels, so their accuracy can "
                          "differ only through their random streams (dropout masks) and float rounding.")
-    lines.append("- **Training speed** (steady-state images/s, median of every steady epoch of every seed):")
-    lines += [f"  - {line}." for line in _speed(per_framework, pairs, "train_images_per_s", "training", True)]
-    lines.append("- **Inference latency** (one image, median of repeated calls):")
-    lines += [f"  - {line}." for line in _speed(per_framework, pairs, "latency_ms", "latency", False)]
+    if pairs:
+        lines.append("- **Training speed** (steady-state images/s, median of every steady epoch of every seed):")
+        lines += [f"  - {line}." for line in _speed(per_framework, pairs, "train_images_per_s", "training", True)]
+        lines.append("- **Inference latency** (one image, median of repeated calls):")
+        lines += [f"  - {line}." for line in _speed(per_framework, pairs, "latency_ms", "latency", False)]
+    else:
+        (only, e), = per_framework.items()
+        lines.append(f"- **Speed**: {only} trains at {_median_ci(e['train_images_per_s'])} images/s (median, 95 % CI) "
+                     f"and answers one image in {_median_ci(e['latency_ms'], 2)} ms.")
     lines += [
         "- **Coding effort** (statements in the framework's file; in parentheses, the adapters to dlcompare's harness): "
         + ", ".join(f"{name} {e['lines_of_code']} (+{e['adapter_lines']})" for name, e in per_framework.items()) + ".",
@@ -168,8 +178,24 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
             f"{e['peak_rss_mb']:,.0f} | {_median_ci(e['latency_ms'], 2)} | {_median_ci(e['inference_images_per_s'])} | "
             f"{e['params']:,} | {e['lines_of_code']} (+{e['adapter_lines']}) |"
         )
-    method = next(iter(pairs.values()))["method"] if pairs else ""
-    lines += ["", "## Statistical tests", "",
+    if pairs:
+        lines += _tests_section(pairs)
+    lines += _time_section(per_framework)
+    lines += ["## Figures", ""]
+    for name, title in (("accuracy", "Test accuracy (the paper's Chart 3, with intervals)"),
+                        ("pairs", "Accuracy difference of every pair"), ("time_breakdown", "Time per phase"),
+                        ("curves", "Training and validation curves"), ("throughput_memory", "Throughput, latency and memory"),
+                        ("confusion", "Confusion matrices (summed over seeds)")):
+        if name != "pairs" or pairs:
+            lines += [f"### {title}", "", f"![{title}]({(figures / f'{name}.png').as_posix()})", ""]
+    lines += _paper_section(per_framework, n_test)
+    lines += ["## What could not be made equal", "", *[f"- {item}" for item in not_equal(names)], ""]
+    write_text(path, "\n".join(lines))
+
+
+def _tests_section(pairs: dict) -> list[str]:
+    method = next(iter(pairs.values()))["method"]
+    lines = ["", "## Statistical tests", "",
               f"Accuracy difference of each pair (row − column in the matrix figure): {method}; "
               + (f"p-values Holm-corrected over the {len(pairs)} pairs." if len(pairs) > 1 else "one pair, so no correction."), "",
               "| pair | difference (points) | 95 % CI | p | Holm p | verdict |", "| --- | ---: | --- | ---: | ---: | --- |"]
@@ -185,24 +211,26 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
         for seed, entry in pair["per_seed"].items():
             lines.append(f"| {key.replace('_vs_', ' − ')} | {seed} | {100 * entry['accuracy_diff']:+.2f} points | {entry['b']} | "
                          f"{entry['c']} | {stats.format_p(entry['mcnemar_p'])} |")
-    lines += ["", "## Time per phase (the paper's Charts 1–2)", "",
-              "| framework | " + " | ".join(PHASE_LABELS[p] for p in PHASES) + " | total |",
-              "| --- | " + " | ".join("---:" for _ in PHASES) + " | ---: |"]
+    return lines
+
+
+def _time_section(per_framework: dict) -> list[str]:
+    lines = ["", "## Time per phase (the paper's Charts 1–2)", "",
+             "| framework | " + " | ".join(PHASE_LABELS[p] for p in PHASES) + " | total |",
+             "| --- | " + " | ".join("---:" for _ in PHASES) + " | ---: |"]
     for name, e in per_framework.items():
         cells = [f"{e['time_s'][p]:,.1f} s ({e['time_percent'][p]:.1f} %)" for p in PHASES]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(e['time_s'].values()):,.1f} s |")
-    lines += ["", "Medians over seeds. Preprocessing is shared (prepare runs once for all frameworks); the first-epoch "
-              "overhead is the first epoch's training time minus the median later epoch; training includes per-epoch validation.", ""]
-    lines += ["## Figures", ""]
-    for name, title in (("accuracy", "Test accuracy (the paper's Chart 3, with intervals)"),
-                        ("pairs", "Accuracy difference of every pair"), ("time_breakdown", "Time per phase"),
-                        ("curves", "Training and validation curves"), ("throughput_memory", "Throughput, latency and memory"),
-                        ("confusion", "Confusion matrices (summed over seeds)")):
-        lines += [f"### {title}", "", f"![{title}]({(figures / f'{name}.png').as_posix()})", ""]
+    return lines + ["", "Medians over seeds. Preprocessing is shared (prepare runs once for all frameworks); the first-epoch "
+                    "overhead is the first epoch's training time minus the median later epoch; training includes per-epoch "
+                    "validation.", ""]
+
+
+def _paper_section(per_framework: dict, n_test: int) -> list[str]:
     paper_gap = abs(PAPER["TensorFlow"] - PAPER["Keras"])
     low, high = stats.binomial_ci(int(round(0.84 * n_test)), n_test)
     half_width = 100 * (high - low) / 2
-    lines += [
+    return [
         "## The paper, for context",
         "",
         f"The original study reported one run per framework: TensorFlow 84.3 %, Keras 83.05 %, a gap of {paper_gap:.2f} points. "
@@ -211,9 +239,4 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
         + ("smaller than that uncertainty." if paper_gap < half_width else "larger than that uncertainty, but one seed per framework cannot separate framework from seed."),
         "Here: " + ", ".join(f"{name} {_percent(e['accuracy_mean'])}" for name, e in per_framework.items()) + ".",
         "",
-        "## What could not be made equal",
-        "",
-        *[f"- {item}" for item in not_equal(names)],
-        "",
     ]
-    write_text(path, "\n".join(lines))
