@@ -45,7 +45,7 @@ def test_compare_writes_statistics_for_every_framework_and_pair(compared):
             assert speed["ci95"][0] <= speed["median"] <= speed["ci95"][1] and speed["n"] >= 3, key
         assert sum(entry["time_percent"].values()) == pytest.approx(100, abs=0.1)
         for key in ("epoch_median_s", "first_epoch_s", "peak_rss_mb", "params", "lines_of_code", "adapter_lines",
-                    "roc_auc_mean", "accuracy_std", "time_s"):
+                    "roc_auc_mean", "roc_auc_ci95", "accuracy_std", "time_s"):
             assert key in entry
         assert set(entry["time_s"]) == {"prepare", "data", "import", "build", "compile", "train", "evaluate"}
     pair = result["pairs"]["pytorch_vs_jax"]

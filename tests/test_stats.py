@@ -164,3 +164,15 @@ def test_a_diverged_model_gets_defined_metrics_not_a_crash():
     assert 0.0 <= result["roc_auc"] <= 1.0 and np.isfinite(result["log_loss"])
     everything_wrong = classification_metrics(actual, np.full(6, np.nan), 0.5)
     assert everything_wrong["accuracy"] == 0.0 and everything_wrong["roc_auc"] == 0.5
+
+
+def test_auc_bootstrap_over_several_seeds_averages_them_on_the_same_images():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    actual = rng.random(800) < 0.5
+    runs = np.stack([np.clip(actual * 0.4 + rng.random(800) * 0.6, 0, 1) for _ in range(3)])
+    low, high = stats.bootstrap_auc_ci(actual, runs, 400, 0)
+    mean_auc = np.mean([roc_auc_score(actual, run) for run in runs])
+    assert low < mean_auc < high
+    assert stats.bootstrap_auc_ci(actual, runs, 400, 0) == (low, high)  # seeded: reproducible

@@ -64,8 +64,11 @@ def _speed_samples(runs, train, timings, histories) -> dict[str, list[float]]:
     }
 
 
-def _framework_summary(name, seeds, train, evaluate, correct, samples, data, params) -> dict:
+def _framework_summary(name, seeds, train, evaluate, correct, predictions, samples, data, params) -> dict:
     runs = [run_name(name, seed) for seed in seeds]
+    actual = (predictions[runs[0]]["actual"] == data["classes"][1]).to_numpy()
+    probabilities = np.stack([predictions[r]["probability"].fillna(0.5).to_numpy() for r in runs])
+    auc_ci = stats.bootstrap_auc_ci(actual, probabilities, params.evaluate.bootstrap_samples, params.evaluate.bootstrap_seed)
     accuracies = [evaluate[r]["accuracy"] for r in runs]
     aucs = [evaluate[r]["roc_auc"] for r in runs]
     first_overhead = [max(0.0, train[r]["seconds"]["first_epoch"] - train[r]["seconds"]["epoch_median"]) for r in runs]
@@ -91,6 +94,7 @@ def _framework_summary(name, seeds, train, evaluate, correct, samples, data, par
         "accuracy_per_seed": accuracies,
         "roc_auc_mean": float(np.mean(aucs)),
         "roc_auc_per_seed": aucs,
+        "roc_auc_ci95": list(auc_ci),  # test images only, averaged over the seeds run
         "train_images_per_s": speed["train_images_per_s"],
         "latency_ms": speed["latency_ms"],
         "inference_images_per_s": speed["inference_images_per_s"],
@@ -156,7 +160,8 @@ def compare(params: Params, metrics_root: Path = Path("metrics"), plots_root: Pa
             raise UserError(f"plots/eval/{run}/predictions.csv is for other test images than the other runs; re-run `dvc repro`")
 
     samples = {f: _speed_samples([run_name(f, s) for s in seeds], train, timings, histories) for f in frameworks}
-    per_framework = {f: _framework_summary(f, seeds, train, evaluate, correct, samples[f], data, params) for f in frameworks}
+    per_framework = {f: _framework_summary(f, seeds, train, evaluate, correct, predictions, samples[f], data, params)
+                     for f in frameworks}
     pairs = {f"{a}_vs_{b}": _pair_summary(a, b, seeds, evaluate, correct, samples, params)
              for a, b in combinations(frameworks, 2)}
     adjusted = stats.holm({key: pair["p_value"] for key, pair in pairs.items()})

@@ -163,7 +163,7 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
         "## Results",
         "",
         "Medians with 95 % intervals in brackets. Accuracy intervals: " + next(iter(per_framework.values()))["accuracy_ci_method"]
-        + "; speed intervals: bootstrap over the repeated measurements (steady epochs of every seed, "
+        + "; ROC AUC intervals: bootstrap over test images; speed intervals: bootstrap over the repeated measurements (steady epochs of every seed, "
         f"{params.evaluate.latency_runs} latency calls per run, repeated passes over the test set).",
         "",
         "| framework | seeds | test accuracy | 95 % CI | ROC AUC | train images/s | first epoch (s) "
@@ -174,7 +174,7 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
         low, high = e["accuracy_ci95"]
         lines.append(
             f"| {name} | {e['seeds']} | {_percent(e['accuracy_mean'])} | {100 * low:.2f}–{100 * high:.2f} % | "
-            f"{e['roc_auc_mean']:.4f} | {_median_ci(e['train_images_per_s'])} | {e['first_epoch_s']:.1f} | "
+            f"{e['roc_auc_mean']:.4f} [{e['roc_auc_ci95'][0]:.4f}, {e['roc_auc_ci95'][1]:.4f}] | {_median_ci(e['train_images_per_s'])} | {e['first_epoch_s']:.1f} | "
             f"{e['peak_rss_mb']:,.0f} | {_median_ci(e['latency_ms'], 2)} | {_median_ci(e['inference_images_per_s'])} | "
             f"{e['params']:,} | {e['lines_of_code']} (+{e['adapter_lines']}) |"
         )

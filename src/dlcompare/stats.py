@@ -199,17 +199,24 @@ def speed_sentence(what: str, names: tuple[str, str], ratio: tuple[float, float,
 
 def bootstrap_auc_ci(actual: np.ndarray, probability: np.ndarray, samples: int, seed: int,
                      level: float = 0.95) -> tuple[float, float]:
-    """Percentile CI of one run's ROC AUC, resampling test images (vectorised Mann–Whitney AUC)."""
+    """Percentile CI of the ROC AUC (averaged over seeds) under resampling of the test images.
+
+    probability is (n,) for one run or (seeds, n); every seed is scored on the
+    same resampled images. AUC is the Mann–Whitney statistic, computed for all
+    resamples at once from ranks.
+    """
     rng = np.random.default_rng(seed)
     actual = np.asarray(actual, dtype=bool)
     chosen = rng.integers(0, len(actual), size=(samples, len(actual)))
-    labels, scores = actual[chosen], np.asarray(probability, dtype=np.float64)[chosen]
-    ranks = sps.rankdata(scores, axis=1)
+    labels = actual[chosen]
     positives = labels.sum(axis=1)
     negatives = labels.shape[1] - positives
     usable = (positives > 0) & (negatives > 0)
-    rank_sum = np.where(labels, ranks, 0.0).sum(axis=1)
-    auc = (rank_sum[usable] - positives[usable] * (positives[usable] + 1) / 2) / (positives[usable] * negatives[usable])
+    aucs = []
+    for run in np.atleast_2d(np.asarray(probability, dtype=np.float64)):
+        ranks = sps.rankdata(run[chosen], axis=1)
+        rank_sum = np.where(labels, ranks, 0.0).sum(axis=1)
+        aucs.append((rank_sum - positives * (positives + 1) / 2)[usable] / (positives * negatives)[usable])
     tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(auc, [tail, 100.0 - tail])
+    low, high = np.percentile(np.mean(aucs, axis=0), [tail, 100.0 - tail])
     return float(low), float(high)
