@@ -135,6 +135,7 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
     steady = train_seconds[1:] or train_seconds
     epoch_median = statistics.median(steady)
     final = history[-1]
+    effort = coding_effort(frameworks.source_file(framework))
     metrics = {
         "epochs": len(history),
         "train_loss": final["train_loss"],
@@ -154,8 +155,8 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "params": spec.parameter_count(),
         "flops_per_image": spec.flops_per_image(),
-        "lines_of_code": coding_effort(frameworks.source_file(framework))["own"],
-        "adapter_lines": coding_effort(frameworks.source_file(framework))["adapters"],
+        "lines_of_code": effort["own"],
+        "adapter_lines": effort["adapters"],
         "threads": implementation.runtime,
         "versions": frameworks.installed_versions(framework),
     }
