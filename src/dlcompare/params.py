@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dlcompare.errors import UserError
+from dlcompare import frameworks
 from dlcompare.frameworks import NAMES
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -111,6 +112,12 @@ def _check_across_sections(params: Params, path: Path) -> None:
             raise UserError(f"{path}: train.{key} = {values} lists a value twice; list each once")
     if params.train.min_learning_rate > params.train.learning_rate:
         raise UserError(f"{path}: train.min_learning_rate must not exceed train.learning_rate")
+    # Checked here, so the first stage `dvc repro` runs stops before hours of work that would end at train@.
+    for name in params.train.frameworks:
+        missing = frameworks.missing_packages(name)
+        if missing:
+            raise UserError(f"{path}: train.frameworks lists {name}, but {frameworks.not_installed(missing)};"
+                            f" install with {frameworks.install_hint(name)} or remove {name}")
 
 
 def _one_line(error: ValidationError, path: Path) -> str:

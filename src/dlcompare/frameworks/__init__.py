@@ -33,6 +33,7 @@ class Framework:
     module: str  # the implementation file (frameworks/<module>.py); its size is the coding effort
     runtime: str  # engine whose runtime settings apply: runtime_<engine>.py
     packages: tuple[str, ...]  # distributions whose versions decide the run's numbers (pinned in frameworks.lock)
+    extras: tuple[str, ...]  # the pip extras of pyproject.toml that install those packages
     keras_backend: str | None = None
     # For the report's "what could not be made equal"; each names this framework's own side.
     notes: tuple[str, ...] = ()
@@ -42,21 +43,21 @@ KERAS_NOTE = ("Keras' BinaryCrossentropy on the sigmoid output: on TensorFlow it
               "PyTorch it clips probabilities to [1e-7, 1 − 1e-7]; the hand-written files use the logits directly.")
 
 REGISTRY: dict[str, Framework] = {f.name: f for f in (
-    Framework("keras", "keras_fw", "tensorflow", ("keras", "tensorflow"), keras_backend="tensorflow", notes=(
+    Framework("keras", "keras_fw", "tensorflow", ("keras", "tensorflow"), ("tensorflow",), keras_backend="tensorflow", notes=(
         "keras: dropout masks from Keras' SeedGenerator; `fit` fed through tf.data (AUTOTUNE off, two batches prefetched).",
         KERAS_NOTE)),
-    Framework("tensorflow", "tensorflow_fw", "tensorflow", ("tensorflow",), notes=(
+    Framework("tensorflow", "tensorflow_fw", "tensorflow", ("tensorflow",), ("tensorflow",), notes=(
         "tensorflow: dropout masks from `tf.nn.experimental.stateless_dropout`; batches from a background thread.",)),
-    Framework("pytorch", "pytorch_fw", "torch", ("torch",), notes=(
+    Framework("pytorch", "pytorch_fw", "torch", ("torch",), ("torch",), notes=(
         "pytorch: dropout masks from torch's global generator (reseeded per epoch); NCHW tensors in channels_last "
         "memory; batch-norm moving variance updated with the biased batch variance, as the others do, not torch's unbiased one.",)),
-    Framework("jax", "jax_fw", "jax", ("jax", "jaxlib", "optax"), notes=(
+    Framework("jax", "jax_fw", "jax", ("jax", "jaxlib", "optax"), ("jax",), notes=(
         "jax: dropout masks from `jax.random` keys folded with the step; XLA fuses and reorders the float32 arithmetic, "
         "and on a multi-core CPU it is not bitwise run-to-run deterministic (jax-ml/jax#39741).",)),
-    Framework("keras-jax", "keras_fw", "jax", ("keras", "jax", "jaxlib"), keras_backend="jax", notes=(
+    Framework("keras-jax", "keras_fw", "jax", ("keras", "jax", "jaxlib"), ("keras", "jax"), keras_backend="jax", notes=(
         "keras-jax: Keras' JAX trainer jit-compiles the step; fed by a PyDataset; not bitwise deterministic on a multi-core CPU.",
         KERAS_NOTE)),
-    Framework("keras-torch", "keras_fw", "torch", ("keras", "torch"), keras_backend="torch", notes=(
+    Framework("keras-torch", "keras_fw", "torch", ("keras", "torch"), ("keras", "torch"), keras_backend="torch", notes=(
         "keras-torch: Keras' PyTorch trainer runs eagerly (no torch.compile); fed by a PyDataset.", KERAS_NOTE)),
 )}
 
@@ -78,6 +79,13 @@ def runtime(engine: str) -> ModuleType:
 
 def load(name: str, threads: int = 0) -> ModuleType:
     """Import `name`'s implementation in a process that has not imported a conflicting Keras backend."""
+    from dlcompare.errors import UserError
+
+    if name not in REGISTRY:
+        raise UserError(f"--framework {name!r} is not one of {', '.join(NAMES)}")
+    missing = missing_packages(name)
+    if missing:
+        raise UserError(f"--framework {name}: {not_installed(missing)}; install with {install_hint(name)}")
     entry = REGISTRY[name]
     runtime(entry.runtime).before_import(threads)
     if entry.keras_backend:
@@ -132,6 +140,20 @@ def installed_versions(name: str) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[package] = "missing"
     return found
+
+
+def missing_packages(name: str) -> list[str]:
+    return [package for package, version in installed_versions(name).items() if version == "missing"]
+
+
+def not_installed(packages: list[str]) -> str:
+    return f"{packages[0]} is not installed" if len(packages) == 1 else f"{', '.join(packages)} are not installed"
+
+
+def install_hint(name: str) -> str:
+    """How to install what `name` needs, for the one-line error when it is missing."""
+    extras = ",".join(REGISTRY[name].extras)
+    return f"pip install -e '.[{extras}]' (or '.[all]' for every framework)"
 
 
 def dependency_files(name: str) -> dict[str, bytes | Path]:

@@ -1,0 +1,111 @@
+"""A second virtual environment with only the core and the PyTorch extra: no TensorFlow, no JAX, no Keras.
+
+The pipeline must run to the end there with train.frameworks: [pytorch], and
+selecting a framework whose packages are missing must be one line naming the
+extra, before any stage does work.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PETIMAGES_MINI, ROOT, TINY_TRAINING, merge_dicts, project_params
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "dlcompare tests", "GIT_AUTHOR_EMAIL": "tests@dlcompare.invalid",
+    "GIT_COMMITTER_NAME": "dlcompare tests", "GIT_COMMITTER_EMAIL": "tests@dlcompare.invalid",
+    "DVC_NO_ANALYTICS": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def torch_only_venv(tmp_path_factory):
+    """A copy of the project installed as `pip install -e '.[torch]'` with the pinned versions."""
+    base = tmp_path_factory.mktemp("torch-only")
+    source = base / "dlcompare"
+    source.mkdir()
+    for name in ("pyproject.toml", "frameworks.lock", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "src", source / "src", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    installed = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", "-e", f"{source}[torch]", "-c", str(source / "frameworks.lock")],
+        capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    return venv / "bin"
+
+
+def run_in(bin_dir, args, cwd):
+    import os
+
+    env = {**os.environ, **GIT_IDENTITY, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def project(directory, frameworks):
+    directory.mkdir()
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / name, directory / name)
+    shutil.copytree(ROOT / "src", directory / "src", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    overrides = merge_dicts(TINY_TRAINING, {"data": {"source": str(PETIMAGES_MINI)}, "train": {"frameworks": frameworks}})
+    (directory / "params.yaml").write_text(project_params(overrides))
+    return directory
+
+
+def test_the_environment_really_lacks_the_other_frameworks(torch_only_venv, tmp_path):
+    probe = "import importlib.util as u; print([m for m in ('tensorflow', 'keras', 'jax', 'optax', 'torch') if u.find_spec(m)])"
+    found = run_in(torch_only_venv, ["python", "-c", probe], tmp_path)
+    assert found.stdout.strip() == "['torch']", found.stderr
+    helped = run_in(torch_only_venv, ["dlcompare", "--help"], tmp_path)
+    assert helped.returncode == 0 and "prepare" in helped.stdout
+
+
+def test_pytorch_only_pipeline_runs_to_the_report(torch_only_venv, tmp_path):
+    repo = project(tmp_path / "p", ["pytorch"])
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "start"]):
+        assert run_in(torch_only_venv, command, repo).returncode == 0
+    repro = run_in(torch_only_venv, ["dvc", "repro"], repo)
+    assert repro.returncode == 0, repro.stdout[-2000:] + repro.stderr[-2000:]
+    for stage in ("fetch", "prepare", "train@pytorch-0", "evaluate@pytorch-0", "compare"):
+        assert f"Running stage '{stage}'" in repro.stdout
+    report = (repo / "reports" / "comparison.md").read_text()
+    assert "pytorch" in report and "second framework" in report
+    assert "Running stage" not in run_in(torch_only_venv, ["dvc", "repro"], repo).stdout
+
+    # The core stages with every framework made unimportable: they must not need one.
+    blocked = (
+        "import sys\n"
+        "class NoFrameworks:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'tensorflow', 'keras', 'jax'): raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, NoFrameworks())\n"
+        "sys.argv[0] = 'dlcompare'\n"
+        "from dlcompare.cli import app\n"
+        "app()\n")
+    for stage in (["prepare", "--out", "data/prepared-again", "--metrics", "data-again.json"], ["compare"], ["--help"]):
+        ran = run_in(torch_only_venv, ["python", "-c", blocked, *stage], repo)
+        assert ran.returncode == 0, ran.stderr[-2000:]
+    assert (repo / "data" / "prepared-again" / "train_x.npy").exists()
+
+
+@pytest.mark.parametrize("framework, extra", [("keras", ".[tensorflow]"), ("jax", ".[jax]"), ("keras-torch", ".[keras,torch]")])
+def test_a_framework_that_is_not_installed_is_one_line_naming_the_extra(torch_only_venv, tmp_path, framework, extra):
+    repo = project(tmp_path / "p", ["pytorch", framework])
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "start"]):
+        assert run_in(torch_only_venv, command, repo).returncode == 0
+    repro = run_in(torch_only_venv, ["dvc", "repro"], repo)
+    assert repro.returncode != 0
+    ours = [line for line in (repro.stdout + repro.stderr).splitlines() if line.startswith("dlcompare: error:")]
+    assert len(ours) == 1 and f"lists {framework}," in ours[0] and f"'{extra}'" in ours[0], repro.stdout + repro.stderr
+    assert "Traceback" not in repro.stderr
+    assert not (repo / "data" / "raw").exists(), "the first stage stopped before fetching anything"
+
+    direct = run_in(torch_only_venv, ["dlcompare", "train", "--framework", framework, "--seed", "0"], repo)
+    assert direct.returncode == 1 and direct.stderr.count("\n") == 1 and extra in direct.stderr
