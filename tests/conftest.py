@@ -63,16 +63,17 @@ def small_kaggle_zip(path: Path, per_class: int) -> Path:
     return path
 
 
-def run_tool(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """Run dvc/git in a test repo with a git identity (CI has none; dvc exp commits)."""
-    env = env_with_venv()
+def run_tool(args: list[str], cwd: Path, bin_dir: Path = BIN, check: bool = True) -> subprocess.CompletedProcess:
+    """Run dvc/git in a test repo with a git identity (CI has none; dvc exp commits), from the venv in `bin_dir`."""
+    env = dict(os.environ)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     env.update(
         GIT_AUTHOR_NAME="dlcompare tests", GIT_AUTHOR_EMAIL="tests@dlcompare.invalid",
         GIT_COMMITTER_NAME="dlcompare tests", GIT_COMMITTER_EMAIL="tests@dlcompare.invalid",
         DVC_NO_ANALYTICS="1",
     )
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
+    if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
 
@@ -84,19 +85,21 @@ def project_params(overrides: dict) -> str:
     return yaml.safe_dump(merge_dicts(yaml.safe_load((ROOT / "params.yaml").read_text()), overrides), sort_keys=False)
 
 
-def make_dvc_project(directory: Path, overrides: dict) -> Path:
-    """A fresh git + DVC repo holding this project's pipeline and code, with params overridden."""
+def make_dvc_project(directory: Path, overrides: dict, bin_dir: Path = BIN) -> Path:
+    """A fresh git + DVC repo holding this project's pipeline, plot templates and code, with params overridden."""
     import shutil
 
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, directory / name)
-    shutil.copytree(ROOT / "src", directory / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(ROOT / "src", directory / "src", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (directory / "params.yaml").write_text(project_params(overrides))
-    run_tool(["git", "init", "-q"], directory)
-    run_tool(["dvc", "init", "-q"], directory)
-    run_tool(["git", "add", "-A"], directory)
-    run_tool(["git", "commit", "-qm", "test project"], directory)
+    run_tool(["git", "init", "-q"], directory, bin_dir)
+    run_tool(["dvc", "init", "-q"], directory, bin_dir)
+    shutil.copytree(ROOT / ".dvc" / "plots", directory / ".dvc" / "plots")
+    run_tool(["git", "add", "-A"], directory, bin_dir)
+    run_tool(["git", "commit", "-qm", "test project"], directory, bin_dir)
     return directory
 
 

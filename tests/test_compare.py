@@ -34,7 +34,7 @@ def compared(tmp_path_factory):
 
 
 def test_compare_writes_statistics_for_every_framework_and_pair(compared):
-    result = json.loads((compared / "metrics" / "compare.json").read_text())
+    result = json.loads((compared / "reports" / "comparison.json").read_text())
     assert set(result["frameworks"]) == {"pytorch", "jax"}
     for entry in result["frameworks"].values():
         assert entry["seeds"] == 3 and entry["accuracy_ci_method"] == "seeds × test images, t with 2 df"
@@ -69,7 +69,7 @@ def test_every_figure_is_a_png_and_the_report_is_complete(compared):
     # "What could not be made equal" names the compared frameworks' own differences, and no others.
     assert "torch's global generator" in report and "jax-ml/jax#39741" in report and "SeedGenerator" not in report
     assert not re.search(r"\bnan\b", report, re.IGNORECASE)
-    verdict = json.loads((compared / "metrics" / "compare.json").read_text())["pairs"]["pytorch_vs_jax"]["verdict"]
+    verdict = json.loads((compared / "reports" / "comparison.json").read_text())["pairs"]["pytorch_vs_jax"]["verdict"]
     assert verdict in report
     for table_header in ("| framework | seeds |", "| pair | difference", "| pair | seed | accuracy difference |",
                          "| framework | preprocessing"):
@@ -80,12 +80,32 @@ def test_every_figure_is_a_png_and_the_report_is_complete(compared):
         assert f"../plots/compare/{name}.png" in report
 
 
-def test_dvc_shows_the_comparison(compared):
-    metrics = json.loads(run_tool(["dvc", "metrics", "show", "--json"], compared).stdout)
-    assert "metrics/compare.json" in json.dumps(metrics)
-    plots = json.loads(run_tool(["dvc", "plots", "show", "--json"], compared).stdout)
+def test_dvc_shows_the_headline_and_overlays_every_run(compared):
+    details = json.loads((compared / "reports" / "comparison.json").read_text())
+    shown = json.loads(run_tool(["dvc", "metrics", "show", "--json"], compared).stdout)
+    files = shown[""]["data"] if "" in shown else next(iter(shown.values()))["data"]
+    assert list(files) == ["metrics/compare.json"], "only the headline is a declared metric"
+    headline = files["metrics/compare.json"]["data"]
+    assert set(headline) == {"pytorch", "jax", "pytorch-vs-jax"}
+    for name in ("pytorch", "jax"):
+        entry = details["frameworks"][name]
+        assert headline[name]["accuracy"] == round(entry["accuracy_mean"], 4)
+        assert [headline[name]["accuracy_low"], headline[name]["accuracy_high"]] == [round(v, 4) for v in entry["accuracy_ci95"]]
+        assert set(headline[name]) == {"accuracy", "accuracy_low", "accuracy_high", "train_images_per_s", "peak_rss_mb"}
+    assert headline["pytorch-vs-jax"]["significant"] == details["pairs"]["pytorch_vs_jax"]["significant"]
+
+    plots = json.loads(run_tool(["dvc", "plots", "show", "--json", "--split"], compared).stdout)
     assert not plots.get("errors"), plots.get("errors")
     assert all(f"plots/compare/{name}.png" in plots["data"] for name in FIGURES)
+    runs = {f"{f}-{s}" for f in ("pytorch", "jax") for s in (0, 1, 2)}
+    for plot_id in ("Validation accuracy per epoch, every run", "Test-set ROC curve, every run"):
+        (rendered,) = plots["data"][plot_id]
+        values = rendered["anchor_definitions"]["<DVC_METRIC_DATA>"]
+        assert {row["run"] for row in values} == runs, plot_id  # all six runs on one axis
+        assert rendered["content"]["encoding"]["color"]["field"] == "framework"
+    confusion = plots["data"]["plots/eval/pytorch-0/predictions.csv"][0]["content"]["spec"]["encoding"]
+    # As in confusion.png: columns are the predicted class, rows the actual one.
+    assert confusion["x"]["field"] == "predicted" and confusion["y"]["field"] == "actual"
 
 
 def test_a_missing_evaluation_is_a_clear_error_and_nothing_is_half_written(compared, tmp_path):
@@ -116,7 +136,7 @@ def test_same_engine_with_dropout_off_reads_no_difference(tmp_path):
         "evaluate": {"latency_runs": 5, "bootstrap_samples": 200},
     })
     run_tool(["dvc", "repro"], project)
-    pair = json.loads((project / "metrics" / "compare.json").read_text())["pairs"]["keras_vs_tensorflow"]
+    pair = json.loads((project / "reports" / "comparison.json").read_text())["pairs"]["keras_vs_tensorflow"]
     assert pair["same_engine"] and not pair["significant"] and not pair["framework_level"]
     identical = all(seed["b"] == seed["c"] == 0 for seed in pair["per_seed"].values())
     assert pair["verdict"].startswith("no difference" if identical else "keras vs tensorflow: not decidable with 2 seed(s)")
@@ -137,8 +157,9 @@ def test_one_framework_runs_to_the_end_with_a_one_framework_report(tmp_path):
     })
     output = run_tool(["dvc", "repro"], project).stdout
     assert "a comparison needs a second framework" in output
-    result = json.loads((project / "metrics" / "compare.json").read_text())
+    result = json.loads((project / "reports" / "comparison.json").read_text())
     assert list(result["frameworks"]) == ["pytorch"] and result["pairs"] == {}
+    assert list(json.loads((project / "metrics" / "compare.json").read_text())) == ["pytorch"]
     report = (project / "reports" / "comparison.md").read_text()
     assert "A comparison needs a second framework" in report and "## Statistical tests" not in report
     assert not (project / "plots" / "compare" / "pairs.png").exists()

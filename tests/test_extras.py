@@ -13,13 +13,7 @@ import sys
 
 import pytest
 
-from conftest import PETIMAGES_MINI, ROOT, TINY_TRAINING, merge_dicts, project_params
-
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "dlcompare tests", "GIT_AUTHOR_EMAIL": "tests@dlcompare.invalid",
-    "GIT_COMMITTER_NAME": "dlcompare tests", "GIT_COMMITTER_EMAIL": "tests@dlcompare.invalid",
-    "DVC_NO_ANALYTICS": "1",
-}
+from conftest import PETIMAGES_MINI, ROOT, TINY_TRAINING, make_dvc_project, merge_dicts, run_tool
 
 
 @pytest.fixture(scope="module")
@@ -42,21 +36,12 @@ def torch_only_venv(tmp_path_factory):
 
 
 def run_in(bin_dir, args, cwd):
-    import os
-
-    env = {**os.environ, **GIT_IDENTITY, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    return run_tool(args, cwd, bin_dir, check=False)
 
 
-def project(directory, frameworks):
-    directory.mkdir()
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(ROOT / name, directory / name)
-    shutil.copytree(ROOT / "src", directory / "src", symlinks=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+def project(directory, bin_dir, frameworks):
     overrides = merge_dicts(TINY_TRAINING, {"data": {"source": str(PETIMAGES_MINI)}, "train": {"frameworks": frameworks}})
-    (directory / "params.yaml").write_text(project_params(overrides))
-    return directory
+    return make_dvc_project(directory, overrides, bin_dir)
 
 
 def test_the_environment_really_lacks_the_other_frameworks(torch_only_venv, tmp_path):
@@ -68,9 +53,7 @@ def test_the_environment_really_lacks_the_other_frameworks(torch_only_venv, tmp_
 
 
 def test_pytorch_only_pipeline_runs_to_the_report(torch_only_venv, tmp_path):
-    repo = project(tmp_path / "p", ["pytorch"])
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "start"]):
-        assert run_in(torch_only_venv, command, repo).returncode == 0
+    repo = project(tmp_path / "p", torch_only_venv, ["pytorch"])
     repro = run_in(torch_only_venv, ["dvc", "repro"], repo)
     assert repro.returncode == 0, repro.stdout[-2000:] + repro.stderr[-2000:]
     for stage in ("fetch", "prepare", "train@pytorch-0", "evaluate@pytorch-0", "compare"):
@@ -97,9 +80,7 @@ def test_pytorch_only_pipeline_runs_to_the_report(torch_only_venv, tmp_path):
 
 @pytest.mark.parametrize("framework, extra", [("keras", ".[tensorflow]"), ("jax", ".[jax]"), ("keras-torch", ".[keras,torch]")])
 def test_a_framework_that_is_not_installed_is_one_line_naming_the_extra(torch_only_venv, tmp_path, framework, extra):
-    repo = project(tmp_path / "p", ["pytorch", framework])
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "start"]):
-        assert run_in(torch_only_venv, command, repo).returncode == 0
+    repo = project(tmp_path / "p", torch_only_venv, ["pytorch", framework])
     repro = run_in(torch_only_venv, ["dvc", "repro"], repo)
     assert repro.returncode != 0
     ours = [line for line in (repro.stdout + repro.stderr).splitlines() if line.startswith("dlcompare: error:")]

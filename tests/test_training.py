@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -102,7 +103,11 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, tiny_prep
     assert 1 <= len(history) < 5
 
     resumed = run_cli("train", "-f", framework, "-s", "0", cwd=project, check=True)
-    assert f"resuming {framework}-0 after epoch" in resumed.stdout
+    done = int(re.search(rf"resuming {framework}-0 after epoch (\d+)", resumed.stdout).group(1))
+    # Only the epochs it trains are printed (none replayed), each but the last with the time left.
+    printed = re.findall(rf"^{framework}-0 epoch (\d+)/5: .*\((.*)\)$", resumed.stdout, re.MULTILINE)
+    assert [int(epoch) for epoch, _ in printed] == list(range(done + 1, 6))
+    assert all(("left" in timing) == (int(epoch) < 5) for epoch, timing in printed)
     run_cli("evaluate", "-f", framework, "-s", "0", cwd=project, check=True)
     train_metrics = json.loads((project / "metrics" / "train" / f"{framework}-0.json").read_text())
     predictions = pd.read_csv(project / "plots" / "eval" / f"{framework}-0" / "predictions.csv")
@@ -173,9 +178,13 @@ def test_predict_prints_each_models_label_and_rejects_bad_images(tmp_path, tiny_
     with zipfile.ZipFile(KAGGLE_10K) as archive:
         photo.write_bytes(archive.read("train/dog.4321.jpg"))
     result = run_cli("predict", str(photo), cwd=project, check=True)
-    rows = [line.split("\t") for line in result.stdout.strip().splitlines()]
+    header, *lines = result.stdout.strip().splitlines()
+    assert header == "image\tmodel\tlabel\tprobability_of_label"
+    rows = [line.split("\t") for line in lines]
     assert [row[1] for row in rows] == sorted(f"{framework}-0" for framework in trained)
     assert all(row[2] in {"cat", "dog"} and 0.5 <= float(row[3]) <= 1.0 for row in rows)
+    timings = re.findall(r"^(\S+): loaded in [\d.]+ s .*predicted 1 image\(s\) in ([\d.]+) s$", result.stderr, re.MULTILINE)
+    assert sorted(run for run, _ in timings) == sorted(f"{framework}-0" for framework in trained), result.stderr
 
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a photo")

@@ -123,11 +123,17 @@ def predict(
     images: List[Path] = typer.Argument(..., help="Image files to classify."),
     params: Path = PARAMS_OPTION,
 ) -> None:
-    """Classify images with every trained model under models/."""
+    """Classify images with every trained model under models/: one tab-separated line per image and model."""
     from dlcompare.params import load_params
     from dlcompare.predict import predict as run_predict
 
-    for row in run_predict(images, load_params(params)):
+    def show_timing(run: str, load_seconds: float, predict_seconds: float) -> None:
+        typer.echo(f"{run}: loaded in {load_seconds:.1f} s (framework import included), "
+                   f"predicted {len(images)} image(s) in {predict_seconds:.2f} s", err=True)
+
+    rows = run_predict(images, load_params(params), on_timing=show_timing)
+    typer.echo("image\tmodel\tlabel\tprobability_of_label")
+    for row in rows:
         typer.echo(f"{row['image']}\t{row['model']}\t{row['label']}\t{row['probability']:.3f}")
 
 

@@ -1,9 +1,12 @@
 """Stage `compare`: every framework side by side, with statistics that hold up.
 
 Reads the metrics, per-image predictions and curves of every train@/evaluate@
-run in the matrix, and writes metrics/compare.json, the figures under
-plots/compare/ and reports/comparison.md. Nothing is written unless every run
-the params ask for has been evaluated.
+run in the matrix, and writes the headline metrics (metrics/compare.json, the
+only declared metrics file, so `dvc exp show` and `dvc metrics diff` stay
+readable), every number behind them (reports/comparison.json), the figures
+under plots/compare/, every run's curves and ROC in one table each (plots/runs/,
+which dvc.yaml overlays on one axis per metric) and reports/comparison.md.
+Nothing is written unless every run the params ask for has been evaluated.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def _read_json(path: Path, stage: str) -> dict:
 
 
 CURVES = {"train_loss": "train/loss", "train_accuracy": "train/accuracy", "val_loss": "val/loss",
-          "val_accuracy": "val/accuracy", "epoch_seconds": "time/epoch_seconds"}
+          "val_accuracy": "val/accuracy", "learning_rate": "learning_rate", "epoch_seconds": "time/epoch_seconds"}
 
 
 def _read_history(directory: Path, stage: str) -> dict[str, list[float]]:
@@ -133,6 +136,35 @@ def _pair_summary(a, b, seeds, evaluate, correct, samples, params) -> dict:
     }
 
 
+def headline(result: dict) -> dict:
+    """What `dvc exp show` and `dvc metrics diff` display: per framework accuracy, its interval, speed and memory;
+    per pair the difference and whether it is a claim. DVC drops lists from metrics, so intervals are two keys."""
+    table = {}
+    for name, entry in result["frameworks"].items():
+        low, high = entry["accuracy_ci95"]
+        table[name] = {"accuracy": round(entry["accuracy_mean"], 4), "accuracy_low": round(low, 4),
+                       "accuracy_high": round(high, 4),
+                       "train_images_per_s": round(entry["train_images_per_s"]["median"], 1),
+                       "peak_rss_mb": round(entry["peak_rss_mb"])}
+    for key, pair in result["pairs"].items():
+        table[key.replace("_vs_", "-vs-")] = {"accuracy_diff": round(pair["accuracy_diff"], 4),
+                                              "significant": pair["significant"]}
+    return table
+
+
+def _run_tables(histories: dict, predictions: dict, roc_root: Path, frameworks, seeds) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every run's curves and ROC as one long table each (a `run` column), for dvc plots to overlay."""
+    curves, roc = [], []
+    for framework in frameworks:
+        for seed in seeds:
+            run = run_name(framework, seed)
+            frame = pd.DataFrame(histories[run])
+            frame.insert(0, "epoch", range(1, len(frame) + 1))
+            curves.append(frame.assign(run=run, framework=framework, seed=seed))
+            roc.append(pd.read_csv(roc_root / f"{run}.csv").assign(run=run, framework=framework, seed=seed))
+    return pd.concat(curves, ignore_index=True), pd.concat(roc, ignore_index=True)
+
+
 def compare(params: Params, metrics_root: Path = Path("metrics"), plots_root: Path = Path("plots"),
             curves_root: Path = Path("dvclive"), prepared: Path = Path("data/prepared"), timings_root: Path = Path("timings"),
             report: Path = Path("reports/comparison.md")) -> dict:
@@ -188,6 +220,11 @@ def compare(params: Params, metrics_root: Path = Path("metrics"), plots_root: Pa
                 total += np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
             matrices[f] = total
         plots.confusions(matrices, data["classes"], figures / "confusion.png", seeds=len(seeds))
+    curves, roc = _run_tables(histories, predictions, plots_root / "roc", frameworks, seeds)
+    with building_dir(plots_root / "runs") as tables:
+        curves.to_csv(tables / "curves.csv", index=False, lineterminator="\n")
+        roc.to_csv(tables / "roc.csv", index=False, lineterminator="\n")
     write_report(report, result, data, train, params, figures_dir=plots_root / "compare")
-    write_json(metrics_root / "compare.json", result)
+    write_json(report.with_suffix(".json"), result)
+    write_json(metrics_root / "compare.json", headline(result))
     return result

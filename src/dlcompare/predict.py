@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -39,22 +40,32 @@ def load_images(paths: list[Path], params: Params) -> np.ndarray:
     return to_float(np.stack(images))
 
 
-def predict(paths: list[Path], params: Params, prepared: Path = Path("data/prepared"), models: Path = Path("models")) -> list[dict]:
+def predict(paths: list[Path], params: Params, prepared: Path = Path("data/prepared"), models: Path = Path("models"),
+            on_timing=lambda run, load_seconds, predict_seconds: None) -> list[dict]:
     runs = trained_runs(models)
     if not runs:
         raise UserError(f"{models}: no trained models; run `dvc repro` (or `dlcompare train`) first")
     classes = load_info(prepared, params.prepare.image_size)["classes"]
     images = load_images(paths, params)
+    threshold = params.evaluate.threshold
     rows = []
     for framework, run in runs:
         # Each framework in a process of its own: Keras can hold only one backend per process.
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            probability = pool.submit(_probabilities, framework, Path(models) / run, params.train.threads, images).result()
+            probability, load_seconds, predict_seconds = pool.submit(
+                _probabilities, framework, Path(models) / run, params.train.threads, images).result()
+        on_timing(run, load_seconds, predict_seconds)
         for path, p in zip(paths, probability):
-            label = classes[int(p > params.evaluate.threshold)]
-            rows.append({"image": str(path), "model": run, "label": label, "probability": float(p if p > 0.5 else 1 - p)})
+            dog = bool(p > threshold)
+            rows.append({"image": str(path), "model": run, "label": classes[int(dog)],
+                         "probability": float(p if dog else 1 - p)})  # of the label printed
     return rows
 
 
-def _probabilities(framework: str, model_dir: Path, threads: int, images: np.ndarray) -> np.ndarray:
-    return frameworks.load(framework, threads).load_predictor(model_dir, threads)(images)
+def _probabilities(framework: str, model_dir: Path, threads: int, images: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Probabilities, the seconds spent importing the framework and loading the model, and the seconds predicting."""
+    started = time.perf_counter()
+    predictor = frameworks.load(framework, threads).load_predictor(model_dir, threads)
+    loaded = time.perf_counter()
+    probability = predictor(images)
+    return probability, loaded - started, time.perf_counter() - loaded

@@ -58,17 +58,27 @@ def _checkpoint_dir(directory: Path, fingerprint: str) -> Path:
     return directory
 
 
-def _curves_logger(directory: Path):
-    """dvclive, writing only the per-epoch curves (the summary is metrics/train/<run>.json)."""
+def _log_curves(directory: Path, history: list[dict]) -> None:
+    """The run's per-epoch curves through dvclive: the one per-epoch history (compare reads it back).
+
+    Written once, from the finished history: a run killed between an epoch's history entry and its
+    checkpoint repeats that epoch, and live logging would have drawn it twice. dvclive writes no
+    dvc.yaml or experiment of its own here: dvc.yaml declares this folder as the stage's output.
+    """
     from dvclive import Live
 
-    class CurvesOnly(Live):
-        # log_metric appends to the .tsv files itself; sync would also write a summary
-        # metrics.json, which would sit among the plot files and duplicate metrics/train/.
-        def sync(self):
-            pass
+    with Live(dir=str(directory), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        for record in history:
+            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+                live.log_metric(key.replace("_", "/", 1), record[key])
+            live.log_metric("learning_rate", record["learning_rate"])
+            live.log_metric("time/epoch_seconds", record["train_seconds"])  # training only, validation excluded
+            live.next_step()
 
-    return CurvesOnly(dir=str(directory), dvcyaml=None, save_dvc_exp=False, report=None)
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
 def train(framework: str, seed: int, params: Params, prepared: Path = Path("data/prepared"),
@@ -102,10 +112,17 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
 
     from dlcompare.frameworks.base import TrainingSession
 
+    epoch_seconds: list[float] = []
+
     def show_epoch(epoch: int, record: dict) -> None:
+        # One plain line per epoch (readable in a terminal and in dvc's logs alike); the ETA is the median epoch so
+        # far times the epochs left, so the first epoch's compile time does not inflate it.
+        epoch_seconds.append(record["seconds"])
+        left = params.train.epochs - epoch - 1
+        eta = f", about {_duration(statistics.median(epoch_seconds) * left)} left" if left else ""
         print(f"{run} epoch {epoch + 1}/{params.train.epochs}: loss {record['train_loss']:.4f}"
               f" acc {record['train_accuracy']:.4f} val_loss {record['val_loss']:.4f}"
-              f" val_acc {record['val_accuracy']:.4f} ({record['seconds']:.1f} s)", flush=True)
+              f" val_acc {record['val_accuracy']:.4f} ({record['seconds']:.1f} s{eta})", flush=True)
 
     session = TrainingSession(
         train=params.train, seed=seed, batches=batches, val_x=x_val, val_y=y_val,
@@ -118,15 +135,7 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
     implementation.fit(session)
     history = session.ordered_history()
 
-    # The curves are written once, from the finished history: a run killed between an epoch's history entry and
-    # its checkpoint repeats that epoch, and live logging would have drawn it twice.
-    live = _curves_logger(curves_dir / run)
-    for record in history:
-        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
-            live.log_metric(key.replace("_", "/", 1), record[key])
-        live.log_metric("learning_rate", record["learning_rate"])
-        live.log_metric("time/epoch_seconds", record["train_seconds"])  # training only, validation excluded
-        live.next_step()
+    _log_curves(curves_dir / run, history)
 
     with building_dir(models / run) as directory:
         implementation.save(directory)

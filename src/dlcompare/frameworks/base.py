@@ -49,7 +49,7 @@ class TrainingSession:
     The loop calls `epoch_begin(epoch)`, `validation_begin(epoch)` and
     `epoch_end(epoch, logs)`; the session times the phases, keeps the
     history next to the checkpoint (so a resumed run reports every epoch)
-    and forwards the curves to `on_epoch` (dvclive).
+    and reports each finished epoch to `on_epoch` (the progress line).
     """
 
     train: TrainParams
