@@ -8,6 +8,9 @@ def test_help_lists_every_stage_without_importing_a_framework(tmp_path):
     result = run_cli("--help", cwd=tmp_path, check=True)
     for stage in ("fetch", "prepare", "train", "evaluate", "compare", "predict"):
         assert stage in result.stdout
+    assert "<bool>" not in result.stdout and "╭" not in result.stdout  # plain click help, no type column for --help
+    predict_help = run_cli("predict", "--help", cwd=tmp_path, check=True).stdout
+    assert predict_help.startswith("Usage: dlcompare predict [OPTIONS] {IMAGE}...") and "{images}" not in predict_help
     probe = "import sys, dlcompare.cli; print(sorted(m for m in ('tensorflow', 'keras', 'torch', 'jax') if m in sys.modules))"
     imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert imported.strip() == "[]"

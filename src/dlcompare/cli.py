@@ -38,6 +38,8 @@ app = App(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: the rich layout prints type columns such as "<bool>" for --help itself.
+    rich_markup_mode=None,
 )
 
 
@@ -120,7 +122,7 @@ def compare(params: Path = PARAMS_OPTION) -> None:
 
 @app.command()
 def predict(
-    images: List[Path] = typer.Argument(..., help="Image files to classify."),
+    images: List[Path] = typer.Argument(..., metavar="IMAGE", help="Image files to classify (one or more)."),
     params: Path = PARAMS_OPTION,
 ) -> None:
     """Classify images with every trained model under models/: one tab-separated line per image and model."""
