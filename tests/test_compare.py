@@ -89,10 +89,12 @@ def test_dvc_shows_the_headline_and_overlays_every_run(compared):
     assert set(headline) == {"pytorch", "jax", "pytorch-vs-jax"}
     for name in ("pytorch", "jax"):
         entry = details["frameworks"][name]
-        assert headline[name]["accuracy"] == round(entry["accuracy_mean"], 4)
-        assert [headline[name]["accuracy_low"], headline[name]["accuracy_high"]] == [round(v, 4) for v in entry["accuracy_ci95"]]
-        assert set(headline[name]) == {"accuracy", "accuracy_low", "accuracy_high", "train_images_per_s", "peak_rss_mb"}
-    assert headline["pytorch-vs-jax"]["significant"] == details["pairs"]["pytorch_vs_jax"]["significant"]
+        assert headline[name]["acc"] == round(entry["accuracy_mean"], 4)
+        assert [headline[name]["ci_low"], headline[name]["ci_high"]] == [round(v, 4) for v in entry["accuracy_ci95"]]
+        assert headline[name]["images_per_s"] == round(entry["train_images_per_s"]["median"], 1)
+        assert set(headline[name]) == {"acc", "ci_low", "ci_high", "images_per_s", "peak_mb"}
+    assert headline["pytorch-vs-jax"] == {"diff": round(details["pairs"]["pytorch_vs_jax"]["accuracy_diff"], 4),
+                                          "significant": details["pairs"]["pytorch_vs_jax"]["significant"]}
 
     plots = json.loads(run_tool(["dvc", "plots", "show", "--json", "--split"], compared).stdout)
     assert not plots.get("errors"), plots.get("errors")

@@ -28,14 +28,14 @@ def test_repro_then_experiment_shows_every_framework(tmp_path):
 
     shown = json.dumps(json.loads(run_tool(["dvc", "exp", "show", "--json"], project).stdout))
     for framework in NAMES:  # the headline, per framework, is what exp show lists
-        assert f'"{framework}": {{"accuracy": ' in shown
+        assert f'"{framework}": {{"acc": ' in shown
     assert "metrics/train/" not in shown and "metrics/eval/" not in shown  # per-run files are outputs, not metrics
 
     diff = json.loads(run_tool(["dvc", "metrics", "diff", "--json"], project).stdout)
     assert list(diff) == ["metrics/compare.json"]
     changed = diff["metrics/compare.json"]
     for framework in NAMES:
-        assert f"{framework}.accuracy" in changed or f"{framework}.train_images_per_s" in changed
+        assert f"{framework}.acc" in changed or f"{framework}.images_per_s" in changed
     # The per-run files keep their paths and keys: the epochs changed there.
     assert json.loads((project / "metrics" / "train" / "keras-0.json").read_text())["epochs"] == 2
 
