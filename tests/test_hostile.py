@@ -58,7 +58,7 @@ CASES = {
     "zip_bomb": (bomb, "zip bomb"),
     "not_archive": (not_an_archive, "not a zip archive"),
     "empty": (empty_archive, "contains no files"),
-    "one_class": (one_class, "need at least two"),
+    "one_class": (one_class, "expected images of the classes cat, dog"),
 }
 
 

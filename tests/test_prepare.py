@@ -138,6 +138,6 @@ def test_arrays_hold_the_decoded_pixels(tmp_path):
 def test_one_class_only_is_refused_before_writing(tmp_path):
     source = tmp_path / "cats.zip"
     copy_members(PETIMAGES_MINI, source, lambda n: n.startswith("PetImages/Cat/"))
-    with pytest.raises(Exception, match="need at least two"):
+    with pytest.raises(Exception, match="found cat 504, dog 0"):
         run_prepare(tmp_path, source)
     assert not (tmp_path / "out").exists()

@@ -36,6 +36,7 @@ class DataParams(Section):
 
 
 class PrepareParams(Section):
+    classes: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")], Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]] = ("cat", "dog")
     image_size: int = Field(default=64, ge=8, le=1024)
     resize: Literal["squash", "center_crop"] = "squash"
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
@@ -106,6 +107,8 @@ def _check_across_sections(params: Params, path: Path) -> None:
             f"{path}: prepare.image_size = {params.prepare.image_size} is too small for {blocks} pooling blocks"
             f" (model.filters); use at least {needed} or fewer blocks"
         )
+    if params.prepare.classes[0] == params.prepare.classes[1]:
+        raise UserError(f"{path}: prepare.classes names {params.prepare.classes[0]!r} twice; give two different classes")
     for key in ("frameworks", "seeds"):
         values = getattr(params.train, key)
         if len(set(values)) != len(values):

@@ -13,14 +13,14 @@ import os
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from dlcompare.atomic import building_dir, write_json
-from dlcompare.data.archive import detect_layout, junk_or_non_image, label_from_path, open_source
+from dlcompare.data.archive import junk_or_non_image, label_of, open_source
 from dlcompare.data.images import BadImage, decode_image
 from dlcompare.data.split import assign_splits
 from dlcompare.errors import UserError
@@ -88,6 +88,21 @@ def _resolve_duplicates(rows: list[dict]) -> None:
                 row["reason"] = "duplicate"
 
 
+def _check_classes(source_path: Path, rows: list[dict], classes: list[str]) -> None:
+    """Stop before decoding anything when an expected class has no file at all, saying what there is instead."""
+    per_class = Counter(row["label"] for row in rows if row["label"])
+    if all(per_class[c] for c in classes):
+        return
+    unlabelled = Counter(str(PurePosixPath(row["path"]).parent) for row in rows if row["reason"] == "no_label")
+    seen = ", ".join(f"{folder}/ {count}" for folder, count in unlabelled.most_common(5)) or "none"
+    found = ", ".join(f"{c} {per_class[c]}" for c in classes)
+    raise UserError(
+        f"{source_path}: expected images of the classes {', '.join(classes)} (prepare.classes), found {found};"
+        f" image files without one of those labels, by folder: {seen}. Name files <class>.N.jpg or put them in"
+        f" <class>/ folders, or set prepare.classes to the two folder names you use"
+    )
+
+
 def prepare(raw: Path, out_dir: Path, metrics_path: Path, params: PrepareParams) -> dict:
     """Run the whole stage; return the metrics written to `metrics_path`."""
     started = time.perf_counter()
@@ -95,20 +110,15 @@ def prepare(raw: Path, out_dir: Path, metrics_path: Path, params: PrepareParams)
     source = open_source(source_path)
 
     rows = [{"path": e.path, "label": "", "split": "", "reason": junk_or_non_image(e.path) or "", "sha256": ""} for e in source.entries]
-    candidates = [row for row in rows if not row["reason"]]
-    layout = detect_layout([row["path"] for row in candidates])
-    for row in candidates:
-        label = label_from_path(row["path"], layout)
-        if label is None:
-            row["reason"] = "no_label"
-        else:
-            row["label"] = label
-    classes = sorted({row["label"] for row in rows if row["label"]})
-    if len(classes) < 2:
-        raise UserError(
-            f"{source_path}: found {len(classes)} class(es) {classes}; need at least two"
-            " (train/cat.N.jpg, PetImages/Cat/N.jpg or <class>/<image> layout)"
-        )
+    classes = list(params.classes)
+    layouts = Counter()
+    for row in rows:
+        if not row["reason"]:
+            row["label"], how = label_of(row["path"], params.classes)
+            row["reason"] = "" if row["label"] else "no_label"
+            layouts[how] += bool(row["label"])
+    _check_classes(source_path, rows, classes)
+    layout = "+".join(sorted(how for how in layouts if layouts[how])) or "none"
 
     with building_dir(out_dir) as work:
         size = params.image_size

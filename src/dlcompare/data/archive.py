@@ -27,7 +27,7 @@ MAX_TOTAL_BYTES = 64 * 2**30
 MAX_COMPRESSION_RATIO = 200
 RATIO_CHECK_ABOVE_BYTES = 2**20
 
-KAGGLE_NAME = re.compile(r"^(cat|dog)\.\d+\.[a-z0-9]+$", re.IGNORECASE)
+KAGGLE_NAME = re.compile(r"^([a-z]+)\.\d+\.[a-z0-9]+$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -140,23 +140,18 @@ def junk_or_non_image(path: str) -> str | None:
     return None
 
 
-def detect_layout(paths: list[str]) -> str:
-    """'kaggle' when every image is named cat.N.jpg/dog.N.jpg, else 'folders'."""
-    names = [PurePosixPath(p).name for p in paths]
-    if names and all(KAGGLE_NAME.match(n) for n in names):
-        return "kaggle"
-    return "folders"
+def label_of(path: str, classes: tuple[str, ...]) -> tuple[str | None, str]:
+    """(class, how it was found) for one file, or (None, "") when the path names none of `classes`.
 
-
-def label_from_path(path: str, layout: str) -> str | None:
-    """The class of an image from its path: Kaggle file-name prefix or parent folder.
-
-    Labels are lower-cased so the Microsoft layout's `Cat`/`Dog` folders and
-    Kaggle's `cat.`/`dog.` prefixes give the same classes.
+    Each file on its own, never the archive as a whole: a Kaggle name `cat.N.jpg` gives its
+    prefix; otherwise a parent folder named like a class (`PetImages/Cat/N.jpg`) gives that
+    class. Everything else (Kaggle's unlabelled `test1/N.jpg`, a stray `train/cat.1 (1).jpg`,
+    `PetImages/preview.jpg`) has no label. Comparisons ignore case.
     """
     parts = PurePosixPath(path).parts
-    if layout == "kaggle":
-        return parts[-1].split(".", 1)[0].lower()
-    if len(parts) < 2:
-        return None
-    return parts[-2].lower()
+    match = KAGGLE_NAME.match(parts[-1])
+    if match and match.group(1).lower() in classes:
+        return match.group(1).lower(), "kaggle"
+    if len(parts) >= 2 and parts[-2].lower() in classes:
+        return parts[-2].lower(), "folders"
+    return None, ""
