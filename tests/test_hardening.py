@@ -80,3 +80,95 @@ def test_folders_that_are_not_the_expected_classes_stop_before_decoding(tmp_path
 
     write_params(project, "prepare:\n  image_size: 32\n  classes: [ants, bees]\n")
     assert run_cli("prepare", cwd=project, check=True).returncode == 0
+
+
+# --- decode safely ----------------------------------------------------------------------------------------
+
+from dlcompare.data.images import BadImage, decode_image  # noqa: E402
+
+
+def photo_as(mode_array: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(mode_array).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def grey_photo() -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(kaggle_photo("cat.5.jpg"))).convert("L"))
+
+
+@pytest.mark.parametrize("kind", ["png_16bit", "tiff_32bit_int", "tiff_float"])
+def test_high_bit_depth_is_scaled_to_8_bits_not_clipped(kind):
+    grey = grey_photo()
+    wide = {"png_16bit": lambda: photo_as(grey.astype(np.uint16) * 257, "PNG"),
+            "tiff_32bit_int": lambda: photo_as(grey.astype(np.int32) * 257, "TIFF"),
+            "tiff_float": lambda: photo_as((grey / 255).astype(np.float32), "TIFF")}[kind]()
+    expected = decode_image(photo_as(grey, "PNG"), 32).astype(int)
+    got = decode_image(wide, 32).astype(int)
+    assert np.abs(got - expected).max() <= 1, (got.mean(), expected.mean())
+
+
+def test_float_pixels_outside_any_range_are_dropped():
+    with pytest.raises(BadImage) as bad:
+        decode_image(photo_as(np.full((64, 64), -3.5, np.float32), "TIFF"), 32)
+    assert bad.value.reason == "unsupported_pixels"
+
+
+def jpeg_with_size(data: bytes, width: int, height: int) -> bytes:
+    at = data.index(b"\xff\xc0") + 5  # SOF0: length (2), precision (1), then height and width
+    return data[:at] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + data[at + 4:]
+
+
+@pytest.mark.parametrize("kind", ["cut_in_half_with_end_marker", "header_claims_7000x7000"])
+def test_jpeg_missing_its_data_is_truncated_not_a_grey_image(kind):
+    photo = kaggle_photo("dog.17.jpg")
+    data = photo[: len(photo) // 2] + b"\xff\xd9" if kind.startswith("cut") else jpeg_with_size(photo, 7000, 7000)
+    with pytest.raises(BadImage) as bad:
+        decode_image(data, 64)
+    assert bad.value.reason == "truncated"
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = zlib.compress(b"\0" * (width + 1) * 64)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+def ico_holding(png: bytes) -> bytes:
+    import struct
+
+    # One directory entry that declares 256 x 256 (0 means 256) and points at the PNG.
+    return struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 22) + png
+
+
+BOMB_PROBE = """
+import resource, sys
+from pathlib import Path
+from dlcompare.data.images import BadImage, decode_image
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    decode_image(Path(sys.argv[1]).read_bytes(), 64, max_pixels=50_000_000)
+    print("decoded", 0)
+except BadImage as bad:
+    print(bad.reason, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+@pytest.mark.parametrize("kind", ["ico_holding_24000x24000_png", "png_24000x24000"])
+def test_decompression_bombs_are_refused_before_their_pixels_are_allocated(tmp_path, kind):
+    import subprocess
+    import sys
+
+    png = png_declaring(24000, 24000)
+    bomb = tmp_path / "bomb.jpg"  # the name lies, as it would in a hostile archive
+    bomb.write_bytes(ico_holding(png) if kind.startswith("ico") else png)
+    assert bomb.stat().st_size < 1_000_000
+    probe = subprocess.run([sys.executable, "-c", BOMB_PROBE, str(bomb)], capture_output=True, text=True, check=True)
+    reason, grown_mb = probe.stdout.split()
+    assert reason == "too_large" and int(grown_mb) < 50, probe.stdout  # 24000² bytes would be 549 MB
