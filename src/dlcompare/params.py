@@ -26,12 +26,13 @@ MICROSOFT_URL = (
 
 class Section(BaseModel):
     # Unknown keys are errors: `train.epoch: 30` must not be silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataParams(Section):
     source: str = "download"
-    url: str = MICROSOFT_URL
+    url: str = Field(default=MICROSOFT_URL, pattern=r"^https?://[^/?#]+/")
+    max_bytes: int = Field(default=2**30, ge=1)
     sha256: Optional[str] = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
 
 
@@ -133,13 +134,34 @@ def _one_line(error: ValidationError, path: Path) -> str:
     return f"{path}: {key} = {shown!r} is invalid: {first['msg'].lower()}{more}"
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a params file that says `epochs` twice is a mistake."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(f"key '{key}' appears twice (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_params(path: Path = DEFAULT_PARAMS) -> Params:
     """Read and validate params.yaml; raise UserError naming the bad key."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: params file not found; run from the project root or pass --params")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except _DuplicateKey as exc:
+        raise UserError(f"{path}: {exc}; keep one") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

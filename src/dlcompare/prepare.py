@@ -8,11 +8,17 @@ manifest that accounts for every file seen.
 
 from __future__ import annotations
 
+import csv
+import ctypes
 import hashlib
 import os
+import signal
 import time
+import zipfile
+import zlib
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -43,11 +49,28 @@ def find_raw_input(raw_dir: Path) -> Path:
     return raw_dir
 
 
+# A zip member that cannot be read while the rest of the archive can: encrypted (RuntimeError), an unsupported
+# compression method (NotImplementedError), a bad CRC or a local header that disagrees with the directory
+# (BadZipFile), a damaged deflate stream (zlib.error), or a folder file that vanished or is unreadable (OSError).
+UNREADABLE = (zipfile.BadZipFile, RuntimeError, NotImplementedError, zlib.error, OSError, EOFError)
+
+
+def _die_with_parent() -> None:
+    """Linux: a decoding worker gets SIGKILL when prepare dies (kill -9 included), instead of living on orphaned."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the pool's own shutdown is all there is
+    if os.getppid() == 1:  # the parent died before the line above ran
+        os._exit(1)
+
+
 # --- worker side: each process opens the source and the pixel buffer once ---
 _worker: dict = {}
 
 
 def _init_worker(source_path: str, pixels_path: str, shape: tuple, size: int, resize: str, max_pixels: int) -> None:
+    _die_with_parent()
     _worker.update(
         source=open_source(Path(source_path)),
         pixels=np.lib.format.open_memmap(pixels_path, mode="r+"),
@@ -61,7 +84,11 @@ def _decode_chunk(chunk: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
     """Decode entries straight into the shared pixel buffer; return (index, sha256, reason)."""
     results = []
     for index, path in chunk:
-        data = _worker["source"].read(path)
+        try:
+            data = _worker["source"].read(path)
+        except UNREADABLE:
+            results.append((index, "", "unreadable"))
+            continue
         digest = hashlib.sha256(data).hexdigest()
         try:
             _worker["pixels"][index] = decode_image(data, _worker["size"], _worker["resize"], _worker["max_pixels"])
@@ -88,6 +115,16 @@ def _resolve_duplicates(rows: list[dict]) -> None:
                 row["reason"] = "duplicate"
 
 
+def _check_writable(out_dir: Path, metrics_path: Path) -> None:
+    """Fail before decoding anything if an output cannot be written where it must go."""
+    for folder in (out_dir.parent, metrics_path.parent):
+        existing = next(path for path in (folder, *folder.parents) if path.exists() or path == Path("."))
+        if not existing.is_dir():
+            raise UserError(f"{existing}: a file is in the way of the output folder {folder}; move it away and run again")
+    if metrics_path.is_dir():
+        raise UserError(f"{metrics_path}: is a folder, where prepare writes its metrics file; move it away")
+
+
 def _check_classes(source_path: Path, rows: list[dict], classes: list[str]) -> None:
     """Stop before decoding anything when an expected class has no file at all, saying what there is instead."""
     per_class = Counter(row["label"] for row in rows if row["label"])
@@ -106,6 +143,7 @@ def _check_classes(source_path: Path, rows: list[dict], classes: list[str]) -> N
 def prepare(raw: Path, out_dir: Path, metrics_path: Path, params: PrepareParams) -> dict:
     """Run the whole stage; return the metrics written to `metrics_path`."""
     started = time.perf_counter()
+    _check_writable(Path(out_dir), Path(metrics_path))
     source_path = find_raw_input(raw)
     source = open_source(source_path)
 
@@ -132,11 +170,15 @@ def prepare(raw: Path, out_dir: Path, metrics_path: Path, params: PrepareParams)
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=init) as pool, tqdm(
             total=len(todo), desc="prepare", unit="img", disable=None
         ) as bar:
-            for results in pool.map(_decode_chunk, chunks):
-                for index, digest, reason in results:
-                    rows[index]["sha256"] = digest
-                    rows[index]["reason"] = reason
-                bar.update(len(results))
+            try:
+                for results in pool.map(_decode_chunk, chunks):
+                    for index, digest, reason in results:
+                        rows[index]["sha256"] = digest
+                        rows[index]["reason"] = reason
+                    bar.update(len(results))
+            except BrokenProcessPool:
+                raise UserError(f"{source_path}: a decoding process died (killed, or out of memory) and nothing was"
+                                " written; run again, with a lower prepare.workers or prepare.max_pixels if it recurs") from None
 
         _resolve_duplicates(rows)
         kept = [row for row in rows if not row["reason"]]
@@ -171,21 +213,26 @@ def prepare(raw: Path, out_dir: Path, metrics_path: Path, params: PrepareParams)
         pixels_path.unlink()
 
         manifest = pd.DataFrame(rows, columns=["path", "label", "split", "reason", "sha256"])
-        manifest.to_csv(work / "manifest.csv", index=False, lineterminator="\n")
+        # Every field quoted: a file name may hold a comma, a quote, or a carriage return.
+        manifest.to_csv(work / "manifest.csv", index=False, lineterminator="\n", quoting=csv.QUOTE_ALL)
         info = {"classes": classes, "layout": layout, "source": source_path.name, "image_size": size, "resize": params.resize}
         write_json(work / "info.json", info)
 
-    seconds = time.perf_counter() - started
-    dropped = Counter(row["reason"] for row in rows if row["reason"])
-    split_counts = {split: {c: sum(1 for r in rows if r["split"] == split and r["label"] == c) for c in classes} for split in SPLITS}
-    metrics = {
-        "files_seen": len(rows),
-        "images_kept": sum(1 for row in rows if row["split"] in SPLITS),
-        "dropped": dict(sorted(dropped.items())),
-        "duplicates_removed": dropped.get("duplicate", 0),
-        "split": split_counts,
-        "seconds": round(seconds, 3),
-        "images_per_s": round(len(todo) / seconds, 1),
-    }
-    write_json(metrics_path, metrics)
+        seconds = time.perf_counter() - started
+        dropped = Counter(row["reason"] for row in rows if row["reason"])
+        split_counts = {split: {c: sum(1 for r in rows if r["split"] == split and r["label"] == c) for c in classes}
+                        for split in SPLITS}
+        metrics = {
+            "files_seen": len(rows),
+            "images_kept": sum(1 for row in rows if row["split"] in SPLITS),
+            "dropped": dict(sorted(dropped.items())),
+            "duplicates_removed": dropped.get("duplicate", 0),
+            "split": split_counts,
+            "seconds": round(seconds, 3),
+            "images_per_s": round(len(todo) / seconds, 1),
+        }
+        # Written beside its final name now and renamed right after the folder: the two change together.
+        staged_metrics = metrics_path.with_name(f".{metrics_path.name}.staged")
+        write_json(staged_metrics, metrics)
+    os.replace(staged_metrics, metrics_path)
     return metrics

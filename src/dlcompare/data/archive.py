@@ -41,6 +41,8 @@ class Entry:
 def _check_entry_path(source: Path, name: str) -> str:
     posix = name.replace("\\", "/")
     parts = PurePosixPath(posix).parts
+    if not parts or parts[-1] == ".":
+        raise UserError(f"{source}: an entry has no file name ({name!r}); refusing the damaged archive")
     if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix) or ".." in parts:
         raise UserError(
             f"{source}: entry '{name}' points outside the archive; refusing to read it"
@@ -102,15 +104,32 @@ class FolderSource:
         for root, dirs, files in os.walk(self.path):
             for name in sorted(dirs + files):
                 full = Path(root) / name
-                if full.is_symlink():
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    shown = os.fsencode(full).decode("utf-8", "backslashreplace")
+                    raise UserError(f"{shown}: the file name is not valid UTF-8; rename it") from None
+                mode = full.lstat().st_mode
+                if stat.S_ISLNK(mode):
                     raise UserError(f"{full}: is a symbolic link; replace it with the file itself or remove it")
+                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    # Reading a named pipe would block forever; sockets and devices are not photos either.
+                    raise UserError(f"{full}: is a {_special_kind(mode)}, not a file; remove it from the folder")
             for name in files:
                 full = Path(root) / name
-                entries.append(Entry(full.relative_to(self.path).as_posix(), full.stat().st_size))
+                entries.append(Entry(full.relative_to(self.path).as_posix(), full.lstat().st_size))
         self.entries = sorted(entries, key=lambda e: e.path)
 
     def read(self, path: str) -> bytes:
         return (self.path / path).read_bytes()
+
+
+def _special_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return kind
+    return "special file"
 
 
 def open_source(path: Path) -> ZipSource | FolderSource:

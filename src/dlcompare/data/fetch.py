@@ -46,7 +46,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _transfer(url: str, part: Path, timeout: float) -> None:
+def _transfer(url: str, part: Path, timeout: float, max_bytes: int) -> None:
     """One attempt: continue `part` from its current size, or start over if the server won't."""
     state_file = part.with_name(part.name + ".json")
     offset = part.stat().st_size if part.exists() else 0
@@ -66,18 +66,34 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
         validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
         state_file.write_text(json.dumps({"url": url, "validator": validator}))
         length = response.headers.get("Content-Length")
-        total = offset + int(length) if length else None
+        total = offset + int(length) if length and length.isdigit() else None
+        if total is not None and total > max_bytes:
+            _discard(part)
+            raise UserError(f"{url}: the server announces {total:,} bytes, more than data.max_bytes = {max_bytes:,};"
+                            " check data.url, or raise data.max_bytes if the file really is that large")
+        written = offset
         with open(part, "ab" if offset else "wb") as out, tqdm(
             total=total, initial=offset, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"), disable=None
         ) as bar:
             for block in response.iter_content(CHUNK_BYTES):
+                written += len(block)
+                if written > max_bytes:  # a server that never stops, or lies about the length
+                    out.close()
+                    _discard(part)
+                    raise UserError(f"{url}: the download passed data.max_bytes = {max_bytes:,} bytes and was stopped"
+                                    " and deleted; check data.url, or raise data.max_bytes")
                 out.write(block)
                 bar.update(len(block))
         if total is not None and part.stat().st_size < total:
             raise requests.exceptions.ChunkedEncodingError("connection closed early")
 
 
-def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) -> Path:
+def _discard(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    part.with_name(part.name + ".json").unlink(missing_ok=True)
+
+
+def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0, max_bytes: int = 2**30) -> Path:
     """Download `url` to `dest` resumably; `dest` exists only if complete and verified."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() and (sha256 is None or sha256_of(dest) == sha256.lower()):
@@ -85,7 +101,7 @@ def download(url: str, dest: Path, sha256: str | None, timeout: float = 30.0) ->
     part = dest.with_name(dest.name + ".part")
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            _transfer(url, part, timeout)
+            _transfer(url, part, timeout, max_bytes)
             break
         except requests.exceptions.ConnectionError as exc:
             if not part.exists() or attempt == ATTEMPTS or "Failed to resolve" in str(exc) or "Connection refused" in str(exc):
@@ -160,14 +176,19 @@ def source_path(source: str, cwd: Path | None = None) -> Path:
 def fetch(params: DataParams, out_dir: Path = Path("data/raw"), downloads: Path = DOWNLOADS) -> Path:
     """Place the data under `out_dir` (replacing it whole) and return the placed path."""
     if params.source == "download":
-        name = Path(urlparse(params.url).path).name or "download.zip"
-        origin = download(params.url, downloads / name, params.sha256)
+        name = Path(urlparse(params.url).path).name
+        if name in ("", ".", ".."):  # a URL ending in / or /..: never let it name a folder
+            name = "download.zip"
+        origin = download(params.url, downloads / name, params.sha256, max_bytes=params.max_bytes)
     elif params.source == "kaggle":
         origin = _kaggle_download(downloads)
     else:
         origin = source_path(params.source)
         if not origin.exists():
             raise UserError(f"data.source = '{params.source}' ({origin}): no such file or folder; {OTHER_WAYS}, or 'download'")
+    if origin.is_dir() and Path(out_dir).resolve().is_relative_to(origin.resolve()):
+        raise UserError(f"data.source = '{params.source}' ({origin}) contains the output folder {out_dir}, so it would"
+                        " copy itself; point data.source at the folder that holds the photos")
     open_source(origin)  # refuse hostile or unreadable input before writing anything
 
     with building_dir(out_dir) as work:

@@ -40,9 +40,10 @@ def assign_splits(
         n_test = round(len(members) * test_fraction)
         n_val = round((len(members) - n_test) * val_fraction)
         if n_test < 1 or len(members) - n_test - n_val < 1 or (val_fraction > 0 and n_val < 1):
+            remedy = "raise prepare.max_per_class" if max_per_class is not None else "add images"
             raise UserError(
                 f"class '{label}' has only {len(members)} usable images, too few for"
-                " prepare.test_fraction/val_fraction; add images or raise prepare.max_per_class"
+                f" prepare.test_fraction/val_fraction; {remedy} or lower those fractions"
             )
         for index in members[:n_test]:
             splits[index] = "test"
