@@ -34,6 +34,16 @@ class FixtureServer:
 
             def do_GET(self):
                 server.requests.append({"path": self.path, "range": self.headers.get("Range")})
+                if self.path in ("/endless.zip", "/announces-10gb.zip"):
+                    self.send_response(200)
+                    if self.path == "/announces-10gb.zip":
+                        self.send_header("Content-Length", str(10 * 2**30))
+                    self.end_headers()
+                    try:  # a body that never ends (until the client hangs up)
+                        while True:
+                            self.wfile.write(b"\0" * 2**16)
+                    except (BrokenPipeError, ConnectionResetError):
+                        return
                 if self.path != "/pets.zip":
                     self.send_error(404)
                     return
@@ -176,3 +186,43 @@ def test_relative_source_is_taken_from_the_project_root_even_inside_a_dvc_experi
     assert source_path("../data.zip", queued) == (tmp_path / "project").resolve() / "../data.zip"
     assert source_path("/abs/data.zip", queued) == Path("/abs/data.zip")
     assert project_root(tmp_path) == tmp_path.resolve()
+
+
+@pytest.mark.parametrize("path", ["endless.zip", "announces-10gb.zip"])
+def test_download_past_max_bytes_is_stopped_and_deleted(tmp_path, server, path):
+    url = server.url.replace("pets.zip", path)
+    with pytest.raises(UserError, match="data.max_bytes = 3,000,000") as error:
+        run_fetch(tmp_path, source="download", url=url, sha256=None, max_bytes=3_000_000)
+    assert "\n" not in str(error.value)
+    downloads = tmp_path / "data" / "downloads"
+    assert not downloads.exists() or list(downloads.iterdir()) == []
+    assert not (tmp_path / "data" / "raw").exists()
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/pets.zip", "127.0.0.1/pets.zip", "http://host"])
+def test_url_that_is_not_http_is_one_line_naming_the_key(tmp_path, url):
+    from conftest import run_cli, write_params
+
+    write_params(tmp_path, f"data:\n  url: {url}\n")
+    result = run_cli("fetch", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("dlcompare: error: params.yaml: data.url = ") and url in line
+
+
+def test_url_ending_in_dotdot_downloads_into_a_file_not_a_folder(tmp_path, server):
+    url = server.url.replace("pets.zip", "pets.zip/..")
+    with pytest.raises(UserError, match="HTTP 404"):
+        run_fetch(tmp_path, source="download", url=url, sha256=None)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["downloads"]
+    assert [p.name for p in (tmp_path / "data" / "downloads").iterdir()] == []
+
+
+def test_source_folder_that_contains_the_project_is_refused(tmp_path):
+    photos = tmp_path / "photos"
+    for cls in ("cat", "dog"):
+        (photos / cls).mkdir(parents=True)
+        (photos / cls / "1.jpg").write_bytes(b"x")
+    with pytest.raises(UserError, match="contains the output folder"):
+        fetch(DataParams(source=str(photos)), photos / "project" / "data" / "raw", tmp_path / "downloads")
+    assert not (photos / "project").exists()

@@ -172,3 +172,218 @@ def test_decompression_bombs_are_refused_before_their_pixels_are_allocated(tmp_p
     probe = subprocess.run([sys.executable, "-c", BOMB_PROBE, str(bomb)], capture_output=True, text=True, check=True)
     reason, grown_mb = probe.stdout.split()
     assert reason == "too_large" and int(grown_mb) < 50, probe.stdout  # 24000² bytes would be 549 MB
+
+
+# --- one line for every user-caused failure ----------------------------------------------------------------
+
+
+def photo_folder(root: Path, per_class: int = 12) -> Path:
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            (root / c / f"{i}.jpg").write_bytes(kaggle_photo(f"{c}.{i}.jpg"))
+    return root
+
+
+def fetch_line(project: Path, source: Path, timeout: float = 60) -> tuple[int, list[str]]:
+    import subprocess
+
+    from conftest import BIN, env_with_venv
+
+    write_params(project, f"data:\n  source: {source}\n")
+    result = subprocess.run([str(BIN / "dlcompare"), "fetch"], cwd=project, env=env_with_venv(), capture_output=True,
+                            text=True, timeout=timeout)  # a blocking read would hang here
+    return result.returncode, result.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("special", ["fifo", "socket"])
+def test_special_file_in_a_folder_source_is_refused_without_blocking(tmp_path, special):
+    import os
+    import socket
+
+    photos = photo_folder(tmp_path / "photos")
+    path = photos / "cat" / "special.jpg"
+    if special == "fifo":
+        os.mkfifo(path)
+    else:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(path))
+    project = tmp_path / "project"
+    project.mkdir()
+    code, lines = fetch_line(project, photos)
+    kind = "named pipe" if special == "fifo" else "socket"
+    assert code == 1 and lines == [f"dlcompare: error: {path}: is a {kind}, not a file; remove it from the folder"]
+    assert not (project / "data").exists()
+
+
+def test_file_name_that_is_not_utf8_is_refused_before_anything_is_written(tmp_path):
+    import os
+
+    photos = photo_folder(tmp_path / "photos")
+    os.rename(photos / "cat" / "0.jpg", os.fsencode(photos / "cat") + b"/caf\xe9.jpg")
+    project = tmp_path / "project"
+    project.mkdir()
+    code, lines = fetch_line(project, photos)
+    assert code == 1 and len(lines) == 1 and "caf\\xe9.jpg: the file name is not valid UTF-8; rename it" in lines[0]
+    assert not (project / "data").exists()
+
+
+def damaged_members(path: Path) -> dict[str, str]:
+    """A real zip whose members go bad in the ways real archives do; returns name -> how it is damaged."""
+    import struct
+
+    members = kaggle_members(per_class=12)
+    names = {"train/cat.1.jpg": "bad_crc", "train/dog.2.jpg": "unsupported_method", "train/cat.3.jpg": "encrypted",
+             "train/dog.4.jpg": "name_mismatch"}
+    write_zip(path, members)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        infos = {info.filename: info for info in archive.infolist()}
+    for name, damage in names.items():
+        local = infos[name].header_offset
+        central = next(i for i in _all(data, b"PK\x01\x02") if data[i + 46: i + 46 + len(name)] == name.encode())
+        if damage == "bad_crc":
+            start = local + 30 + len(name)
+            data[start + 100] ^= 0xFF
+        elif damage == "unsupported_method":
+            for at in (local + 8, central + 10):
+                data[at: at + 2] = struct.pack("<H", 99)
+        elif damage == "encrypted":
+            for at in (local + 6, central + 8):
+                data[at] |= 1
+        elif damage == "name_mismatch":
+            data[local + 30] = ord("x")
+    path.write_bytes(bytes(data))
+    return names
+
+
+def _all(data: bytes, needle: bytes):
+    at = data.find(needle)
+    while at != -1:
+        yield at
+        at = data.find(needle, at + 1)
+
+
+def test_unreadable_zip_members_are_dropped_and_the_rest_is_prepared(tmp_path):
+    source = tmp_path / "damaged.zip"
+    damaged = damaged_members(source)
+    metrics, manifest = prepared(tmp_path, source)
+    by_path = manifest.set_index("path")
+    for name in damaged:
+        assert by_path.loc[name, "reason"] == "unreadable", name
+    assert metrics["dropped"] == {"unreadable": 4} and metrics["images_kept"] == 20
+
+
+def test_entry_without_a_file_name_is_one_line(tmp_path):
+    members = kaggle_members(per_class=4)
+    members["train/."] = b"x"
+    project = tmp_path / "project"
+    project.mkdir()
+    code, lines = fetch_line(project, write_zip(tmp_path / "dot.zip", members))
+    assert code == 1 and len(lines) == 1 and "an entry has no file name ('train/.')" in lines[0]
+
+
+def test_file_names_with_line_breaks_and_quotes_round_trip_through_the_manifest(tmp_path):
+    photos = photo_folder(tmp_path / "photos")
+    odd = ["cat/a\rb.jpg", "dog/c\nd.jpg", 'cat/"quoted", name.jpg']
+    for name, source in zip(odd, ["cat/0.jpg", "dog/0.jpg", "cat/1.jpg"]):
+        (photos / source).rename(photos / name)
+    metrics, manifest = prepared(tmp_path, photos)
+    assert len(manifest) == metrics["files_seen"] == 24
+    assert set(odd) <= set(manifest["path"])
+
+
+def killed_like_the_oom_killer_does(chunk):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_decoding_worker_is_one_line_and_nothing_is_written(tmp_path, monkeypatch):
+    from dlcompare import prepare as prepare_module
+    from dlcompare.errors import UserError
+
+    monkeypatch.setattr(prepare_module, "_decode_chunk", killed_like_the_oom_killer_does)
+    source = write_zip(tmp_path / "k.zip", kaggle_members(per_class=4))
+    with pytest.raises(UserError, match="a decoding process died"):
+        prepare(source, tmp_path / "out" / "prepared", tmp_path / "out" / "data.json", PrepareParams(image_size=32))
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_file_in_the_way_of_the_metrics_folder_stops_before_any_work(tmp_path):
+    from dlcompare.errors import UserError
+
+    (tmp_path / "metrics").write_text("not a folder")
+    source = write_zip(tmp_path / "k.zip", kaggle_members(per_class=4))
+    with pytest.raises(UserError, match="a file is in the way of the output folder"):
+        prepare(source, tmp_path / "data" / "prepared", tmp_path / "metrics" / "data.json", PrepareParams(image_size=32))
+    assert not (tmp_path / "data").exists()
+
+
+def test_kill_9_during_prepare_leaves_no_worker_and_the_next_run_cleans_the_scratch(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import BIN, KAGGLE_10K, env_with_venv
+
+    project = tmp_path / "project"
+    (project / "data" / "raw").mkdir(parents=True)
+    os.link(KAGGLE_10K, project / "data" / "raw" / "train.zip")
+    write_params(project, "prepare:\n  image_size: 64\n  workers: 2\n")
+    process = subprocess.Popen([str(BIN / "dlcompare"), "prepare"], cwd=project, env=env_with_venv(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list((project / "data").glob(".prepared.partial-*/all_pixels.npy")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert workers, "prepare had no decoding workers to orphan"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    time.sleep(1.0)
+    # A worker that died but was not yet reaped (a zombie, state Z) is gone; one still running or sleeping is not.
+    alive = [pid for pid in workers if Path(f"/proc/{pid}/stat").exists()
+             and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")]
+    assert alive == [], "decoding workers outlived a killed prepare"
+    assert list((project / "data").glob(".prepared.partial-*"))  # the scratch a kill -9 cannot clean up
+
+    write_params(project, "prepare:\n  image_size: 32\n  max_per_class: 50\n")
+    from conftest import run_cli
+
+    run_cli("prepare", cwd=project, check=True)
+    assert sorted(p.name for p in (project / "data").iterdir()) == ["prepared", "raw"]
+
+
+# --- params ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train:\n  learning_rate: .inf\n", "train.learning_rate = inf is invalid"),
+    ("train:\n  epochs: 3\n  epochs: 4\n", "key 'epochs' appears twice (line 3); keep one"),
+    ("prepare:\n  classes: [cat, cat]\n", "prepare.classes names 'cat' twice"),
+])
+def test_params_mistakes_are_one_line(tmp_path, text, message):
+    write_params(tmp_path, text)
+    result = run_cli("prepare", cwd=tmp_path)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr, result.stderr
+
+
+def test_params_file_that_is_not_utf8_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_bytes("data:\n  source: caf\xe9\n".encode("latin-1"))
+    result = run_cli("fetch", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["dlcompare: error: params.yaml: not UTF-8 text (byte 19); save it as UTF-8"]
+
+
+def test_evaluate_with_an_unknown_framework_and_a_model_folder_is_one_line(tmp_path, tiny_prepared):
+    from conftest import tiny_project
+
+    project = tiny_project(tmp_path / "p", tiny_prepared)
+    (project / "models" / "caffe-0").mkdir(parents=True)
+    result = run_cli("evaluate", "-f", "caffe", "-s", "0", cwd=project)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1 and "caffe" in result.stderr
+    assert "Traceback" not in result.stderr

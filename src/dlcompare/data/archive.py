@@ -41,7 +41,7 @@ class Entry:
 def _check_entry_path(source: Path, name: str) -> str:
     posix = name.replace("\\", "/")
     parts = PurePosixPath(posix).parts
-    if not parts or parts[-1] == ".":
+    if posix.split("/")[-1] in ("", "."):  # PurePosixPath would quietly turn "train/." into "train"
         raise UserError(f"{source}: an entry has no file name ({name!r}); refusing the damaged archive")
     if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix) or ".." in parts:
         raise UserError(
