@@ -98,6 +98,7 @@ def make_dvc_project(directory: Path, overrides: dict, bin_dir: Path = BIN) -> P
     run_tool(["git", "init", "-q"], directory, bin_dir)
     run_tool(["dvc", "init", "-q"], directory, bin_dir)
     shutil.copytree(ROOT / ".dvc" / "plots", directory / ".dvc" / "plots")
+    shutil.copy(ROOT / ".dvc" / "config", directory / ".dvc" / "config")
     run_tool(["git", "add", "-A"], directory, bin_dir)
     run_tool(["git", "commit", "-qm", "test project"], directory, bin_dir)
     return directory
