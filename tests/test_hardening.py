@@ -387,3 +387,13 @@ def test_evaluate_with_an_unknown_framework_and_a_model_folder_is_one_line(tmp_p
     result = run_cli("evaluate", "-f", "caffe", "-s", "0", cwd=project)
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1 and "caffe" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("cap, remedy", [(None, "add images or lower those fractions"),
+                                         (3, "raise prepare.max_per_class or lower those fractions")])
+def test_too_few_images_suggests_max_per_class_only_when_it_is_set(tmp_path, cap, remedy):
+    from dlcompare.errors import UserError
+
+    per_class = 3 if cap is None else 12
+    with pytest.raises(UserError, match=remedy):
+        prepared(tmp_path, write_zip(tmp_path / "few.zip", kaggle_members(per_class=per_class)), max_per_class=cap)
