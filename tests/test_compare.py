@@ -48,6 +48,9 @@ def test_compare_writes_statistics_for_every_framework_and_pair(compared):
                     "roc_auc_mean", "roc_auc_ci95", "accuracy_std", "time_s"):
             assert key in entry
         assert set(entry["time_s"]) == {"prepare", "data", "import", "build", "compile", "train", "evaluate"}
+        for target, reached in entry["time_to_accuracy_s"].items():
+            assert target in ("0.80", "0.85", "0.88") and reached["seeds"] == 3 and 0 <= reached["reached"] <= 3
+            assert (reached["median"] is None) == (reached["reached"] == 0)
     pair = result["pairs"]["pytorch_vs_jax"]
     assert set(pair["per_seed"]) == {"0", "1", "2"}
     for seed in pair["per_seed"].values():
@@ -71,7 +74,7 @@ def test_every_figure_is_a_png_and_the_report_is_complete(compared):
     assert not re.search(r"\bnan\b", report, re.IGNORECASE)
     verdict = json.loads((compared / "reports" / "comparison.json").read_text())["pairs"]["pytorch_vs_jax"]["verdict"]
     assert verdict in report
-    for table_header in ("| framework | seeds |", "| pair | difference", "| pair | seed | accuracy difference |",
+    for table_header in ("| framework | seeds |", "| framework | to 80% | to 85% | to 88% |", "| pair | difference", "| pair | seed | accuracy difference |",
                          "| framework | preprocessing"):
         header_at = report.index(table_header)
         rows = report[header_at:].split("\n\n")[0].splitlines()

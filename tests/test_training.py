@@ -43,6 +43,7 @@ def test_run_writes_every_metric_and_plot(tmp_path, tiny_prepared, framework):
             "peak_rss_mb", "params", "flops_per_image", "lines_of_code", "adapter_lines"} <= set(train_metrics)
     assert set(train_metrics["seconds"]) >= {"data", "build", "first_epoch", "epoch_median", "train"}
     assert train_metrics["epochs"] == 2 and train_metrics["lines_of_code"] > 20
+    assert list(train_metrics["time_to_accuracy"]) == ["0.80", "0.85", "0.88"]
     from dlcompare.frameworks import REGISTRY, pinned_versions
 
     pins = pinned_versions()

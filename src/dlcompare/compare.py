@@ -25,7 +25,7 @@ from dlcompare.errors import UserError
 from dlcompare.frameworks import REGISTRY
 from dlcompare.params import Params
 from dlcompare.report import PAPER, write_report
-from dlcompare.train import run_name
+from dlcompare.train import run_name, time_to_accuracy
 
 
 def _read_json(path: Path, stage: str) -> dict:
@@ -67,7 +67,19 @@ def _speed_samples(runs, train, timings, histories) -> dict[str, list[float]]:
     }
 
 
-def _framework_summary(name, seeds, train, evaluate, correct, predictions, samples, data, params) -> dict:
+def _time_to_accuracy(histories: list[dict]) -> dict:
+    """Per validation-accuracy target: the median over the seeds that reached it, and how many did."""
+    records = [[{"train_seconds": s, "val_accuracy": a} for s, a in zip(h["epoch_seconds"], h["val_accuracy"])]
+               for h in histories]
+    per_seed = [time_to_accuracy(run) for run in records]
+    summary = {}
+    for target in per_seed[0]:
+        reached = [seconds[target] for seconds in per_seed if seconds[target] is not None]
+        summary[target] = {"median": _median(reached) if reached else None, "reached": len(reached), "seeds": len(per_seed)}
+    return summary
+
+
+def _framework_summary(name, seeds, train, evaluate, correct, predictions, histories, samples, data, params) -> dict:
     runs = [run_name(name, seed) for seed in seeds]
     actual = (predictions[runs[0]]["actual"] == data["classes"][1]).to_numpy()
     probabilities = np.stack([predictions[r]["probability"].fillna(0.5).to_numpy() for r in runs])
@@ -101,6 +113,7 @@ def _framework_summary(name, seeds, train, evaluate, correct, predictions, sampl
         "train_images_per_s": speed["train_images_per_s"],
         "latency_ms": speed["latency_ms"],
         "inference_images_per_s": speed["inference_images_per_s"],
+        "time_to_accuracy_s": _time_to_accuracy([histories[r] for r in runs]),
         "epoch_median_s": _median(train[r]["seconds"]["epoch_median"] for r in runs),
         "first_epoch_s": _median(train[r]["seconds"]["first_epoch"] for r in runs),
         "peak_rss_mb": _median(train[r]["peak_rss_mb"] for r in runs),
@@ -193,7 +206,7 @@ def compare(params: Params, metrics_root: Path = Path("metrics"), plots_root: Pa
             raise UserError(f"plots/eval/{run}/predictions.csv is for other test images than the other runs; re-run `dvc repro`")
 
     samples = {f: _speed_samples([run_name(f, s) for s in seeds], train, timings, histories) for f in frameworks}
-    per_framework = {f: _framework_summary(f, seeds, train, evaluate, correct, predictions, samples[f], data, params)
+    per_framework = {f: _framework_summary(f, seeds, train, evaluate, correct, predictions, histories, samples[f], data, params)
                      for f in frameworks}
     pairs = {f"{a}_vs_{b}": _pair_summary(a, b, seeds, evaluate, correct, samples, params)
              for a, b in combinations(frameworks, 2)}

@@ -181,6 +181,7 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
             f"{e['peak_rss_mb']:,.0f} | {_median_ci(e['latency_ms'], 2)} | {_median_ci(e['inference_images_per_s'])} | "
             f"{e['params']:,} | {e['lines_of_code']} (+{e['adapter_lines']}) |"
         )
+    lines += _time_to_accuracy_section(per_framework)
     if pairs:
         lines += _tests_section(pairs)
     lines += _time_section(per_framework)
@@ -194,6 +195,25 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
     lines += _paper_section(per_framework, n_test)
     lines += ["## What could not be made equal", "", *[f"- {item}" for item in not_equal(names)], ""]
     write_text(path, "\n".join(lines))
+
+
+def _time_to_accuracy_section(per_framework: dict) -> list[str]:
+    targets = list(next(iter(per_framework.values()))["time_to_accuracy_s"])
+    lines = ["", "Time to accuracy: training seconds (first epoch's compile included, validation excluded) until the "
+             "validation accuracy first reached each level; median over the seeds that reached it.", "",
+             "| framework | " + " | ".join(f"to {float(t):.0%}" for t in targets) + " |",
+             "| --- | " + " | ".join("---:" for _ in targets) + " |"]
+    for name, e in per_framework.items():
+        cells = []
+        for target in targets:
+            entry = e["time_to_accuracy_s"][target]
+            if entry["median"] is None:
+                cells.append(f"not reached ({entry['seeds']} seed{'s' if entry['seeds'] != 1 else ''})")
+            else:
+                some = f" ({entry['reached']} of {entry['seeds']} seeds)" if entry["reached"] < entry["seeds"] else ""
+                cells.append(f"{entry['median']:,.1f} s{some}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _tests_section(pairs: dict) -> list[str]:

@@ -76,6 +76,21 @@ def _log_curves(directory: Path, history: list[dict]) -> None:
             live.next_step()
 
 
+ACCURACY_TARGETS = (0.80, 0.85, 0.88)
+
+
+def time_to_accuracy(history: list[dict], targets=ACCURACY_TARGETS) -> dict[str, float | None]:
+    """Training seconds (first epoch's compile included, validation excluded) until validation accuracy first
+    reaches each target; None where the run never reached it."""
+    reached, elapsed = {}, 0.0
+    for record in history:
+        elapsed += record["train_seconds"]
+        for target in targets:
+            if f"{target:.2f}" not in reached and record["val_accuracy"] >= target:
+                reached[f"{target:.2f}"] = round(elapsed, 3)
+    return {f"{target:.2f}": reached.get(f"{target:.2f}") for target in targets}
+
+
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
@@ -160,6 +175,7 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
             "train": round(sum(record["seconds"] for record in history), 3),
         },
         "images_per_s": round(batches.steps * batches.batch_size / epoch_median, 1),
+        "time_to_accuracy": time_to_accuracy(history),
         "images_per_epoch": batches.steps * batches.batch_size,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "params": spec.parameter_count(),
