@@ -46,3 +46,19 @@ def test_dvc_exp_run_set_changes_one_line_of_the_project_params(tmp_path):
     changed = run_tool(["git", "diff", "--numstat", "params.yaml"], project).stdout.split()
     assert changed[:2] == ["1", "1"], run_tool(["git", "diff", "params.yaml"], project).stdout
     assert "+  epochs: 2" in run_tool(["git", "diff", "params.yaml"], project).stdout
+
+
+def test_unknown_framework_is_one_dlcompare_line_before_any_stage_even_with_data_cached(tmp_path):
+    """With fetch and prepare up to date, the first stage to run used to be train@<unknown>, whose missing
+    dependency folder DVC reported as a raw [Errno 2]."""
+    project = make_dvc_project(tmp_path / "project", {"data": {"source": str(PETIMAGES_MINI)}, "prepare": {"image_size": 32},
+                                                      "train": {"frameworks": ["pytorch"]}})
+    run_tool(["dvc", "repro", "prepare"], project)
+    params = (project / "params.yaml").read_text().replace("  - pytorch\n", "  - caffe\n  - pytorch\n", 1)
+    (project / "params.yaml").write_text(params)
+    result = run_tool(["dvc", "repro"], project, check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    ours = [line for line in output.splitlines() if line.startswith("dlcompare: error:")]
+    assert len(ours) == 1 and "train.frameworks.0 = 'caffe' is invalid" in ours[0], output
+    assert "Errno" not in output and "Running stage 'train" not in output

@@ -34,13 +34,22 @@ class App(typer.Typer):
 
 app = App(
     help="Train the same CNN on Dogs vs Cats in several frameworks and compare them.\n\n"
-    "Stages run in this order (dvc repro runs them for you): fetch, prepare, train, evaluate, compare.",
+    "Stages run in this order (dvc repro runs them for you): check, fetch, prepare, train, evaluate, compare.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     # Click's plain help: the rich layout prints type columns such as "<bool>" for --help itself.
     rich_markup_mode=None,
 )
+
+
+@app.command()
+def check(params: Path = PARAMS_OPTION) -> None:
+    """Validate params.yaml, and that every framework in train.frameworks is registered and installed (dvc repro runs it first)."""
+    from dlcompare.params import load_params
+
+    frameworks = load_params(params).train.frameworks
+    typer.echo(f"{params}: valid; frameworks {', '.join(frameworks)} registered and installed")
 
 
 @app.command()
