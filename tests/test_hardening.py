@@ -397,3 +397,31 @@ def test_too_few_images_suggests_max_per_class_only_when_it_is_set(tmp_path, cap
     per_class = 3 if cap is None else 12
     with pytest.raises(UserError, match=remedy):
         prepared(tmp_path, write_zip(tmp_path / "few.zip", kaggle_members(per_class=per_class)), max_per_class=cap)
+
+
+def test_sigterm_during_prepare_removes_its_scratch_and_keeps_the_previous_output(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import BIN, env_with_venv
+
+    project = tmp_path / "project"
+    (project / "data" / "raw").mkdir(parents=True)
+    os.link(KAGGLE_10K, project / "data" / "raw" / "train.zip")
+    write_params(project, "prepare:\n  image_size: 32\n  max_per_class: 50\n")
+    run_cli("prepare", cwd=project, check=True)
+    before = (project / "data" / "prepared" / "manifest.csv").read_bytes()
+
+    write_params(project, "prepare:\n  image_size: 64\n  workers: 2\n")
+    process = subprocess.Popen([str(BIN / "dlcompare"), "prepare"], cwd=project, env=env_with_venv(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list((project / "data").glob(".prepared.partial-*/all_pixels.npy")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143 and stderr.strip().splitlines() == ["dlcompare: terminated; nothing half-written was kept"]
+    assert sorted(p.name for p in (project / "data").iterdir()) == ["prepared", "raw"]
+    assert (project / "data" / "prepared" / "manifest.csv").read_bytes() == before

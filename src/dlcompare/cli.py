@@ -6,6 +6,7 @@ instantly and never loads a deep-learning framework.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import List
@@ -22,6 +23,9 @@ class App(typer.Typer):
     """Typer app that turns user mistakes into one line on stderr and a non-zero exit."""
 
     def __call__(self, *args, **kwargs):
+        # SIGTERM (a scheduler, `kill`, DVC stopping a queued run) unwinds like Ctrl-C, so half-built outputs are
+        # removed instead of left behind.
+        signal.signal(signal.SIGTERM, _terminated)
         try:
             return super().__call__(*args, **kwargs)
         except UserError as error:
@@ -30,6 +34,17 @@ class App(typer.Typer):
         except KeyboardInterrupt:
             print("dlcompare: interrupted", file=sys.stderr)
             sys.exit(130)
+        except Terminated:
+            print("dlcompare: terminated; nothing half-written was kept", file=sys.stderr)
+            sys.exit(143)
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when SIGTERM arrives."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
 
 
 app = App(
