@@ -1,7 +1,8 @@
 """dlcompare's speed against this machine's own limits: `make bench`.
 
 Measures, on this machine and in this run:
-  gemm_gflops      float32 matrix multiply through TensorFlow (best of several): the practical ceiling
+  gemm_gflops      float32 matrix multiply through each measured framework's engine (TensorFlow, PyTorch, JAX),
+                   on the device it trains on, best of several; the fastest engine's figure is the ceiling
   prepare          images/s of `dlcompare prepare` on the shared 10k Kaggle zip, end to end
   train.<fw>       steady-state images/s of dlcompare's training loop, the GFLOP/s that is, its share of
                    gemm_gflops, first-epoch overhead, peak memory, and the overhead of dlcompare's harness
@@ -71,7 +72,7 @@ def machine() -> dict:
     memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                      if line.startswith("MemTotal"))
     versions = {}
-    for name in ("tensorflow", "keras", "numpy", "pillow", "dvc"):
+    for name in ("tensorflow", "keras", "torch", "jax", "numpy", "pillow", "dvc"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -80,23 +81,49 @@ def machine() -> dict:
             "python": platform.python_version(), "versions": versions}
 
 
-def gemm_gflops(n: int, repeats: int) -> tuple[float, dict]:
-    from dlcompare.frameworks import runtime_tensorflow  # the thread settings training uses
-
-    runtime = runtime_tensorflow.configure(0, 0)
-    import tensorflow as tf
-
-    a = tf.random.uniform((n, n), dtype=tf.float32)
-    b = tf.random.uniform((n, n), dtype=tf.float32)
-    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
-    matmul(a, b).numpy()  # warm-up
+def _best_seconds(run, repeats: int) -> float:
+    run()  # warm-up (and compilation)
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        matmul(a, b).numpy()
+        run()
         best = min(best, time.perf_counter() - started)
-    gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
-    return 2 * n**3 / best / 1e9, {**runtime, "gpu_names": gpus}
+    return best
+
+
+def engine_gemm_gflops(engine: str, n: int, repeats: int) -> tuple[float, dict]:
+    """float32 n x n matrix multiply through `engine`'s own kernels, on the device it trains on; best of `repeats`.
+
+    Measured in the framework's child process, after its runtime has set the thread pools training uses, so that a
+    GPU machine without TensorFlow measures its own ceiling too.
+    """
+    from dlcompare.frameworks import runtime
+
+    settings_used = runtime(engine).configure(0, 0)
+    if engine == "tensorflow":
+        import tensorflow as tf
+
+        a, b = tf.random.uniform((n, n)), tf.random.uniform((n, n))
+        matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+        seconds = _best_seconds(lambda: matmul(a, b).numpy(), repeats)
+        devices = [device.name for device in tf.config.list_physical_devices("GPU")]
+    elif engine == "torch":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
+        seconds = _best_seconds(lambda: float((a @ b).sum()), repeats)
+        devices = [torch.cuda.get_device_name()] if device == "cuda" else []
+    else:
+        import jax
+        import jax.numpy as jnp
+
+        a = jax.random.uniform(jax.random.key(0), (n, n))
+        b = jax.random.uniform(jax.random.key(1), (n, n))
+        matmul = jax.jit(lambda x, y: jnp.sum(x @ y))
+        seconds = _best_seconds(lambda: float(matmul(a, b)), repeats)
+        devices = [str(d) for d in jax.devices() if d.platform != "cpu"]
+    return 2 * n**3 / seconds / 1e9, {**settings_used, "gpu_names": devices}
 
 
 def prepare_rate(source: Path, params, repeats: int, out: Path) -> float:
@@ -144,7 +171,7 @@ def bare_steps(implementation, x, y, batch_size, epochs) -> list[float]:
 
 
 def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
-    """Training, bare-loop and inference figures of one framework."""
+    """Training, bare-loop and inference figures of one framework, and its engine's GEMM ceiling."""
     from dlcompare import frameworks
     from dlcompare.batches import EvalBatches, TrainBatches, to_float
     from dlcompare.evaluate import latency_ms
@@ -159,6 +186,8 @@ def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
     x, y = x[: sizes["train_images"]], y[: sizes["train_images"]]
     x_val, y_val = load_split(prepared, "val")
     module = frameworks.load(framework)
+    engine = frameworks.REGISTRY[framework].runtime
+    gemm, engine_settings = engine_gemm_gflops(engine, sizes["gemm_n"], sizes["gemm_repeats"])
 
     implementation = module.Implementation(spec, train, seed=0)
     implementation.build(spec.initial_weights(0))
@@ -193,6 +222,7 @@ def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
 
     flops = spec.flops_per_image()
     return {
+        "engine": {"name": engine, "gemm_gflops": gemm, **engine_settings},
         "train": {
             "images_per_s": ours, "bare_images_per_s": bare_rate, "first_epoch_overhead_s": first_overhead,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -274,6 +304,11 @@ def child_tutorial(source: Path, quick: bool) -> dict:
     return {"tutorial_images_per_s": rate, "images": len(chosen), "jpeg_size": "500x375, re-encoded from the shared 200x200 images"}
 
 
+def frameworks_imported() -> list[str]:
+    """Which deep-learning frameworks this process has imported (a GPU machine may have only some)."""
+    return sorted(name for name in ("tensorflow", "keras", "torch", "jax") if name in sys.modules)
+
+
 def run_child(quick: bool, *args: str) -> dict:
     command = [sys.executable, __file__, *(["--quick"] if quick else []), "--child", *args]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -289,18 +324,26 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI); the numbers mean nothing")
     parser.add_argument("--source", type=Path, default=SHARED_ZIP, help="Kaggle-layout zip to prepare and train on")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for the JSON file")
+    parser.add_argument("--frameworks", type=lambda text: text.split(","), default=None,
+                        help="comma-separated subset (default: every registered framework whose packages are installed);"
+                             " e.g. pytorch,jax on a machine without TensorFlow")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "NAME", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, name, path = args.child
         work = {"framework": child_framework, "memory": child_memory}
         result = work[kind](name, Path(path), args.quick) if kind in work else child_tutorial(Path(path), args.quick)
-        print(json.dumps(result))
+        print(json.dumps({**result, "frameworks_imported": frameworks_imported()}))
         return
 
+    from dlcompare.frameworks import missing_packages
+
+    chosen = args.frameworks or [name for name in FRAMEWORKS if not missing_packages(name)]
+    unknown = [name for name in chosen if name not in FRAMEWORKS]
+    if unknown:
+        raise SystemExit(f"bench: unknown framework(s) {', '.join(unknown)}; registered: {', '.join(FRAMEWORKS)}")
     params, sizes = settings(args.quick)
-    results = {"machine": machine(), "quick": args.quick}
-    results["gemm_gflops"], results["machine"]["tensorflow_runtime"] = gemm_gflops(sizes["gemm_n"], sizes["gemm_repeats"])
+    results = {"machine": machine(), "quick": args.quick, "frameworks": chosen, "engines": {}}
     with tempfile.TemporaryDirectory() as scratch:
         source = args.source
         if args.quick:
@@ -312,20 +355,30 @@ def main() -> None:
                               "image_size": params.prepare.image_size, "runs": sizes["prepare_repeats"]}
         prepared = str(Path(scratch) / "prepared")
         results["train"], results["inference"] = {}, {}
-        for framework in FRAMEWORKS:
+        for framework in chosen:
             measured = run_child(args.quick, "framework", framework, prepared)
             memory = run_child(args.quick, "memory", framework, prepared)
             train = measured["train"]
             train["harness_overhead"] = 1 - train["images_per_s"] / train["bare_images_per_s"]
-            train["fraction_of_gemm"] = train["gflops"] / results["gemm_gflops"]
             train["full_dataset_peak_rss_mb"] = memory["peak_rss_mb"]
             train["full_dataset_images"] = memory["images"]
+            train["frameworks_imported"] = sorted(set(measured["frameworks_imported"]) | set(memory["frameworks_imported"]))
             results["train"][framework] = train
             results["inference"][framework] = measured["inference"]
-        results["baseline"] = run_child(args.quick, "tutorial", "-", str(args.source))
-    for train in results["train"].values():
-        train["speedup_vs_tutorial"] = train["images_per_s"] / results["baseline"]["tutorial_images_per_s"]
+            engine = measured["engine"]
+            best = results["engines"].setdefault(engine["name"], engine)
+            if engine["gemm_gflops"] > best["gemm_gflops"]:
+                results["engines"][engine["name"]] = engine
+        # The machine's ceiling: the fastest GEMM any engine measured here (one BLAS on a CPU; the GPU on a GPU machine).
+        results["gemm_gflops"] = max(engine["gemm_gflops"] for engine in results["engines"].values())
+        for train in results["train"].values():
+            train["fraction_of_gemm"] = train["gflops"] / results["gemm_gflops"]
+        if "keras" in chosen:  # the keras-io tutorial needs TensorFlow
+            results["baseline"] = run_child(args.quick, "tutorial", "-", str(args.source))
+            for train in results["train"].values():
+                train["speedup_vs_tutorial"] = train["images_per_s"] / results["baseline"]["tutorial_images_per_s"]
 
+    results["machine"]["frameworks_imported_by_the_parent"] = frameworks_imported()
     args.out.mkdir(parents=True, exist_ok=True)
     out_file = args.out / f"{socket.gethostname()}-{date.today().isoformat()}{'-quick' if args.quick else ''}.json"
     out_file.write_text(json.dumps(results, indent=2) + "\n")
@@ -334,10 +387,12 @@ def main() -> None:
 
 def print_table(results: dict, params, sizes: dict, out_file: Path) -> None:
     m = results["machine"]
-    runtime = m["tensorflow_runtime"]
-    print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, GPUs: {runtime['gpu_names'] or 'none'}; "
-          f"TensorFlow {m['versions'].get('tensorflow')}, intra-op {runtime['intra_op']} / inter-op {runtime['inter_op']} threads")
-    print(f"float32 GEMM ({sizes['gemm_n']}x{sizes['gemm_n']}, best of {sizes['gemm_repeats']}): {results['gemm_gflops']:.1f} GFLOP/s")
+    gpus = sorted({gpu for engine in results["engines"].values() for gpu in engine["gpu_names"]})
+    print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, GPUs: {', '.join(gpus) or 'none'}; "
+          + ", ".join(f"{name} {version}" for name, version in m["versions"].items()))
+    print(f"float32 GEMM ({sizes['gemm_n']}x{sizes['gemm_n']}, best of {sizes['gemm_repeats']}): "
+          + ", ".join(f"{name} {e['gemm_gflops']:.1f} GFLOP/s ({e['intra_op']} threads)" for name, e in results["engines"].items())
+          + f"; ceiling {results['gemm_gflops']:.1f}")
     print(f"prepare at {results['prepare']['image_size']} px (median of {results['prepare']['runs']}): "
           f"{results['prepare']['images_per_s']:.0f} images/s")
     print(f"training at {params.prepare.image_size} px, batch {params.train.batch_size}, {sizes['train_images']} images per epoch, "
@@ -345,11 +400,15 @@ def print_table(results: dict, params, sizes: dict, out_file: Path) -> None:
     print(f"{'':12}{'images/s':>10}{'bare':>9}{'overhead':>10}{'GFLOP/s':>9}{'of GEMM':>9}{'1st epoch +s':>13}"
           f"{'peak MB':>9}{'25k MB':>8}{'vs tutorial':>12}")
     for name, t in results["train"].items():
+        tutorial = f"{t['speedup_vs_tutorial']:12.2f}" if "speedup_vs_tutorial" in t else f"{'-':>12}"
         print(f"{name:12}{t['images_per_s']:10.1f}{t['bare_images_per_s']:9.1f}{t['harness_overhead']:10.3f}{t['gflops']:9.1f}"
               f"{t['fraction_of_gemm']:9.2f}{t['first_epoch_overhead_s']:13.2f}{t['peak_rss_mb']:9.0f}"
-              f"{t['full_dataset_peak_rss_mb']:8.0f}{t['speedup_vs_tutorial']:12.2f}")
-    b = results["baseline"]
-    print(f"keras-io tutorial pipeline ({b['images']} JPEGs, {b['jpeg_size']}): {b['tutorial_images_per_s']:.1f} images/s")
+              f"{t['full_dataset_peak_rss_mb']:8.0f}{tutorial}")
+    if "baseline" in results:
+        b = results["baseline"]
+        print(f"keras-io tutorial pipeline ({b['images']} JPEGs, {b['jpeg_size']}): {b['tutorial_images_per_s']:.1f} images/s")
+    else:
+        print("keras-io tutorial pipeline: not measured (keras not among the frameworks)")
     for name, i in results["inference"].items():
         print(f"inference {name:11} latency p50 {i['latency_ms_p50']:.2f} ms, p95 {i['latency_ms_p95']:.2f} ms; "
               f"{i['images_per_s']:.0f} images/s at batch {i['batch_size']} (median of 3 passes)")

@@ -33,8 +33,10 @@ def test_quick_bench_writes_every_key(tmp_path):
     assert "images/s" in result.stdout
     [written] = tmp_path.glob("*.json")
     figures = json.loads(written.read_text())
-    assert {"cpu", "cores", "memory_gb", "versions", "tensorflow_runtime"} <= set(figures["machine"])
-    assert figures["gemm_gflops"] > 0 and figures["prepare"]["images_per_s"] > 0
+    assert {"cpu", "cores", "memory_gb", "versions"} <= set(figures["machine"])
+    assert set(figures["engines"]) == {"tensorflow", "torch", "jax"}
+    assert figures["gemm_gflops"] == max(engine["gemm_gflops"] for engine in figures["engines"].values()) > 0
+    assert figures["prepare"]["images_per_s"] > 0
     assert figures["baseline"]["tutorial_images_per_s"] > 0
     assert set(figures["train"]) == set(NAMES)
     for framework in NAMES:
@@ -45,3 +47,17 @@ def test_quick_bench_writes_every_key(tmp_path):
         assert train["fraction_of_gemm"] == train["gflops"] / figures["gemm_gflops"]
         inference = figures["inference"][framework]
         assert inference["latency_ms_p50"] <= inference["latency_ms_p95"] and inference["images_per_s"] > 0
+
+
+def test_bench_of_a_subset_imports_only_its_frameworks(tmp_path):
+    """As on a GPU machine with PyTorch but no TensorFlow: --frameworks pytorch must never import the others."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick", "--frameworks", "pytorch",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [written] = tmp_path.glob("*.json")
+    figures = json.loads(written.read_text())
+    assert list(figures["train"]) == ["pytorch"] and list(figures["engines"]) == ["torch"]
+    assert "baseline" not in figures and "speedup_vs_tutorial" not in figures["train"]["pytorch"]
+    assert "not measured (keras not among the frameworks)" in result.stdout
+    assert figures["machine"]["frameworks_imported_by_the_parent"] == []
+    assert figures["train"]["pytorch"]["frameworks_imported"] == ["torch"]
