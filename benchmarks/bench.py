@@ -9,9 +9,11 @@ Measures, on this machine and in this run:
                    against the bare step loop (the framework's one-step function over batches made in
                    advance: no augmentation, validation, logging or checkpoints); peak memory of one epoch over a full-size (25,000 image)
                    memory-mapped dataset
-  baseline         the same Keras model trained the keras-io "Image classification from scratch" way
-                   (image_dataset_from_directory over JPEG files, augmentation layers in a tf.data map,
-                   prefetch), on shared images re-encoded at 500x375 like the original downloads
+  tutorials        the pipeline a user of each framework would start from, on shared images re-encoded at
+                   500x375 like the original downloads: keras-io "Image classification from scratch"
+                   (image_dataset_from_directory, augmentation layers in a tf.data map, prefetch, fit) for the
+                   Keras family and TensorFlow; PyTorch's ImageFolder + DataLoader feeding the framework's own
+                   step for pytorch and jax (JAX's documentation trains with PyTorch data loading)
   inference.<fw>   latency of one image (p50, p95) and batched images/s
 
 Each framework runs in its own process, so memory figures are its own. Every figure is a median over
@@ -264,10 +266,26 @@ def child_memory(framework: str, prepared: Path, quick: bool) -> dict:
     return {"images": n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def child_tutorial(source: Path, quick: bool) -> dict:
-    """The keras-io "Image classification from scratch" pipeline, on JPEG files of the original size."""
+def _tutorial_jpegs(source: Path, folder: Path, count: int) -> int:
+    """<folder>/<class>/<name>.jpg at the original downloads' size: the shared 200x200 copies re-encoded at 500x375."""
     from PIL import Image
 
+    with zipfile.ZipFile(source) as archive:
+        names = [n for n in archive.namelist() if n.endswith(".jpg")]
+        chosen = [n for n in names if n.split("/")[-1].startswith("cat.")][: count // 2] + \
+                 [n for n in names if n.split("/")[-1].startswith("dog.")][: count // 2]
+        for name in chosen:
+            label, file = name.split("/")[-1].split(".")[0], name.split("/")[-1]
+            (folder / label).mkdir(exist_ok=True)
+            Image.open(io.BytesIO(archive.read(name))).convert("RGB").resize((500, 375)).save(folder / label / file, quality=90)
+    return len(chosen)
+
+
+JPEG_SIZE = "500x375, re-encoded from the shared 200x200 images"
+
+
+def child_tutorial(source: Path, quick: bool) -> dict:
+    """The keras-io "Image classification from scratch" pipeline, on JPEG files of the original size."""
     from dlcompare.frameworks import runtime_tensorflow
     from dlcompare.model_spec import ModelSpec
 
@@ -278,16 +296,9 @@ def child_tutorial(source: Path, quick: bool) -> dict:
 
     from dlcompare.frameworks.keras_fw import build_model
 
-    size, count = params.prepare.image_size, sizes["tutorial_images"]
-    with tempfile.TemporaryDirectory() as folder, zipfile.ZipFile(source) as archive:
-        names = [n for n in archive.namelist() if n.endswith(".jpg")]
-        chosen = [n for n in names if n.split("/")[-1].startswith("cat.")][: count // 2] + \
-                 [n for n in names if n.split("/")[-1].startswith("dog.")][: count // 2]
-        for name in chosen:  # the originals are ~500x375: re-encode the shared 200x200 copies at that size
-            label, file = name.split("/")[-1].split(".")[0], name.split("/")[-1]
-            (Path(folder) / label).mkdir(exist_ok=True)
-            Image.open(io.BytesIO(archive.read(name))).convert("RGB").resize((500, 375)).save(
-                Path(folder) / label / file, quality=90)
+    size = params.prepare.image_size
+    with tempfile.TemporaryDirectory() as folder:
+        count = _tutorial_jpegs(source, Path(folder), sizes["tutorial_images"])
         dataset = keras.utils.image_dataset_from_directory(
             folder, image_size=(size, size), batch_size=params.train.batch_size, label_mode="binary", seed=0,
             verbose=False)
@@ -300,8 +311,74 @@ def child_tutorial(source: Path, quick: bool) -> dict:
                       metrics=["accuracy"])
         times: list[float] = []
         model.fit(dataset, epochs=sizes["epochs"], verbose=0, callbacks=[_epoch_timer(times)])
-    rate, _ = _epoch_rates(times, len(chosen))
-    return {"tutorial_images_per_s": rate, "images": len(chosen), "jpeg_size": "500x375, re-encoded from the shared 200x200 images"}
+    rate, _ = _epoch_rates(times, count)
+    return {"tutorial_images_per_s": rate, "images": count, "jpeg_size": JPEG_SIZE,
+            "pipeline": "keras-io: image_dataset_from_directory, augmentation layers in a tf.data map, prefetch; fit"}
+
+
+def child_loader_tutorial(framework: str, source: Path, quick: bool) -> dict:
+    """The PyTorch tutorial pipeline (ImageFolder + DataLoader with PIL transforms) feeding `framework`'s own step.
+
+    PyTorch's tutorials and JAX's ("training with PyTorch data loading") both read images this way. torchvision
+    itself is not used: its PyPI wheels need a CUDA build of torch, and the CPU build is what runs here, so its
+    ImageFolder and the three transforms are written out with PIL below, doing the same work per image.
+    """
+    import random
+
+    from PIL import Image
+
+    from dlcompare import frameworks
+    from dlcompare.batches import to_float
+    from dlcompare.model_spec import ModelSpec
+
+    params, sizes = settings(quick)
+    module = frameworks.load(framework, params.train.threads)
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    size, shift = params.prepare.image_size, params.train.augment.shift
+
+    class ImageFolder(Dataset):
+        def __init__(self, root: Path):
+            self.classes = sorted(p.name for p in root.iterdir())
+            self.samples = [(path, index) for index, name in enumerate(self.classes) for path in sorted((root / name).iterdir())]
+
+        def __len__(self):
+            return len(self.samples)
+
+        def __getitem__(self, i):
+            path, label = self.samples[i]
+            image = Image.open(path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)  # Resize
+            if random.random() < 0.5:  # RandomHorizontalFlip
+                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            dx, dy = (round(random.uniform(-shift, shift) * size) for _ in range(2))  # RandomAffine(translate)
+            image = image.transform(image.size, Image.Transform.AFFINE, (1, 0, -dx, 0, 1, -dy))
+            return np.asarray(image), label
+
+    spec = ModelSpec.from_params(params)
+    implementation = module.Implementation(spec, params.train, seed=0)
+    implementation.build(spec.initial_weights(0))
+    with tempfile.TemporaryDirectory() as folder:
+        count = _tutorial_jpegs(source, Path(folder), sizes["tutorial_images"])
+        loader = DataLoader(ImageFolder(Path(folder)), batch_size=params.train.batch_size, shuffle=True, drop_last=True,
+                            num_workers=min(4, len(os.sched_getaffinity(0))), generator=torch.Generator().manual_seed(0))
+        times = []
+        for _ in range(sizes["epochs"]):
+            started = time.perf_counter()
+            for images, labels in loader:
+                implementation.train_batch(to_float(images.numpy()), labels.numpy().astype(np.float32)[:, None],
+                                           params.train.learning_rate)
+            implementation.weights()  # waits for frameworks that dispatch asynchronously (JAX)
+            times.append(time.perf_counter() - started)
+    images_per_epoch = count - count % params.train.batch_size
+    rate, _ = _epoch_rates(times, images_per_epoch)
+    return {"tutorial_images_per_s": rate, "images": images_per_epoch, "jpeg_size": JPEG_SIZE,
+            "pipeline": "PyTorch tutorial: ImageFolder + DataLoader (PIL resize, flip, translate), the framework's step"}
+
+
+# Which tutorial a user of each framework would start from.
+TUTORIAL_OF = {"keras": "keras", "tensorflow": "keras", "keras-jax": "keras", "keras-torch": "keras",
+               "pytorch": "loader", "jax": "loader"}
 
 
 def frameworks_imported() -> list[str]:
@@ -332,7 +409,8 @@ def main() -> None:
     if args.child:
         kind, name, path = args.child
         work = {"framework": child_framework, "memory": child_memory}
-        result = work[kind](name, Path(path), args.quick) if kind in work else child_tutorial(Path(path), args.quick)
+        work.update(tutorial=lambda _, source, quick: child_tutorial(source, quick), loader=child_loader_tutorial)
+        result = work[kind](name, Path(path), args.quick)
         print(json.dumps({**result, "frameworks_imported": frameworks_imported()}))
         return
 
@@ -373,10 +451,16 @@ def main() -> None:
         results["gemm_gflops"] = max(engine["gemm_gflops"] for engine in results["engines"].values())
         for train in results["train"].values():
             train["fraction_of_gemm"] = train["gflops"] / results["gemm_gflops"]
-        if "keras" in chosen:  # the keras-io tutorial needs TensorFlow
-            results["baseline"] = run_child(args.quick, "tutorial", "-", str(args.source))
-            for train in results["train"].values():
-                train["speedup_vs_tutorial"] = train["images_per_s"] / results["baseline"]["tutorial_images_per_s"]
+        results["tutorials"] = {}
+        if any(TUTORIAL_OF[f] == "keras" for f in chosen):  # one keras-io measurement serves the Keras family
+            results["tutorials"]["keras-io"] = run_child(args.quick, "tutorial", "-", str(args.source))
+        for framework in chosen:
+            if TUTORIAL_OF[framework] == "loader":
+                results["tutorials"][framework] = run_child(args.quick, "loader", framework, str(args.source))
+            tutorial = results["tutorials"]["keras-io" if TUTORIAL_OF[framework] == "keras" else framework]
+            train = results["train"][framework]
+            train["tutorial_images_per_s"] = tutorial["tutorial_images_per_s"]
+            train["speedup_vs_tutorial"] = train["images_per_s"] / tutorial["tutorial_images_per_s"]
 
     results["machine"]["frameworks_imported_by_the_parent"] = frameworks_imported()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -400,15 +484,11 @@ def print_table(results: dict, params, sizes: dict, out_file: Path) -> None:
     print(f"{'':12}{'images/s':>10}{'bare':>9}{'overhead':>10}{'GFLOP/s':>9}{'of GEMM':>9}{'1st epoch +s':>13}"
           f"{'peak MB':>9}{'25k MB':>8}{'vs tutorial':>12}")
     for name, t in results["train"].items():
-        tutorial = f"{t['speedup_vs_tutorial']:12.2f}" if "speedup_vs_tutorial" in t else f"{'-':>12}"
         print(f"{name:12}{t['images_per_s']:10.1f}{t['bare_images_per_s']:9.1f}{t['harness_overhead']:10.3f}{t['gflops']:9.1f}"
               f"{t['fraction_of_gemm']:9.2f}{t['first_epoch_overhead_s']:13.2f}{t['peak_rss_mb']:9.0f}"
-              f"{t['full_dataset_peak_rss_mb']:8.0f}{tutorial}")
-    if "baseline" in results:
-        b = results["baseline"]
-        print(f"keras-io tutorial pipeline ({b['images']} JPEGs, {b['jpeg_size']}): {b['tutorial_images_per_s']:.1f} images/s")
-    else:
-        print("keras-io tutorial pipeline: not measured (keras not among the frameworks)")
+              f"{t['full_dataset_peak_rss_mb']:8.0f}{t['speedup_vs_tutorial']:12.2f}")
+    for name, b in results["tutorials"].items():
+        print(f"tutorial {name:11} {b['tutorial_images_per_s']:8.1f} images/s ({b['images']} JPEGs, {b['jpeg_size']}): {b['pipeline']}")
     for name, i in results["inference"].items():
         print(f"inference {name:11} latency p50 {i['latency_ms_p50']:.2f} ms, p95 {i['latency_ms_p95']:.2f} ms; "
               f"{i['images_per_s']:.0f} images/s at batch {i['batch_size']} (median of 3 passes)")
