@@ -25,7 +25,7 @@ from dlcompare.errors import UserError
 from dlcompare.frameworks import REGISTRY
 from dlcompare.params import Params
 from dlcompare.report import PAPER, write_report
-from dlcompare.train import run_name, time_to_accuracy
+from dlcompare.train import run_name, steady_epochs, time_to_accuracy
 
 
 def _read_json(path: Path, stage: str) -> dict:
@@ -60,8 +60,7 @@ def _interval(samples, params, salt: int) -> dict:
 def _speed_samples(runs, train, timings, histories) -> dict[str, list[float]]:
     """Repeated measurements of each speed figure: steady-state epochs of every seed, latency calls, test-set passes."""
     return {
-        "train_images_per_s": [train[r]["images_per_epoch"] / s for r in runs for s in (histories[r]["epoch_seconds"][1:] or
-                                                                            histories[r]["epoch_seconds"])],
+        "train_images_per_s": [train[r]["images_per_epoch"] / s for r in runs for s in steady_epochs(histories[r]["epoch_seconds"])],
         "latency_ms": [t for r in runs for t in timings[r]["latency_ms"]],
         "inference_images_per_s": [v for r in runs for v in timings[r]["images_per_s"]],
     }

@@ -91,6 +91,11 @@ def time_to_accuracy(history: list[dict], targets=ACCURACY_TARGETS) -> dict[str,
     return {f"{target:.2f}": reached.get(f"{target:.2f}") for target in targets}
 
 
+def steady_epochs(epoch_seconds: list[float]) -> list[float]:
+    """The epochs that measure steady-state speed: all but the first (tracing, compilation), unless there is only one."""
+    return epoch_seconds[1:] or epoch_seconds
+
+
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
@@ -156,8 +161,7 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
         implementation.save(directory)
 
     train_seconds = [record["train_seconds"] for record in history]
-    steady = train_seconds[1:] or train_seconds
-    epoch_median = statistics.median(steady)
+    epoch_median = statistics.median(steady_epochs(train_seconds))
     final = history[-1]
     effort = coding_effort(frameworks.source_file(framework))
     metrics = {
