@@ -62,7 +62,10 @@ def test_run_writes_every_metric_and_plot(tmp_path, tiny_prepared, framework):
     curves = project / "dvclive" / f"{framework}-0" / "plots" / "metrics"
     for name in ("train/loss.tsv", "train/accuracy.tsv", "val/loss.tsv", "val/accuracy.tsv"):
         assert len((curves / name).read_text().splitlines()) == 1 + 2, name
-    assert not (project / "dvclive" / f"{framework}-0" / "metrics.json").exists()
+    # dvclive through its public API: its own summary (last values, last step), and no dvc.yaml or report of its own.
+    live_dir = project / "dvclive" / f"{framework}-0"
+    assert json.loads((live_dir / "metrics.json").read_text())["step"] == 1
+    assert not (live_dir / "dvc.yaml").exists() and not list(live_dir.glob("report.*"))
     roc = pd.read_csv(project / "plots" / "roc" / f"{framework}-0.csv")
     assert roc["fpr"].iloc[-1] == 1.0 and roc["tpr"].iloc[-1] == 1.0
 
@@ -104,11 +107,15 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, tiny_prep
     assert 1 <= len(history) < 5
 
     resumed = run_cli("train", "-f", framework, "-s", "0", cwd=project, check=True)
-    done = int(re.search(rf"resuming {framework}-0 after epoch (\d+)", resumed.stdout).group(1))
-    # Only the epochs it trains are printed (none replayed), each but the last with the time left.
-    printed = re.findall(rf"^{framework}-0 epoch (\d+)/5: .*\((.*)\)$", resumed.stdout, re.MULTILINE)
-    assert [int(epoch) for epoch, _ in printed] == list(range(done + 1, 6))
-    assert all(("left" in timing) == (int(epoch) < 5) for epoch, timing in printed)
+    done = int(re.search(rf"resuming {framework}-0 from its last checkpoint .*\((\d+) of 5 epochs recorded\)",
+                         resumed.stdout).group(1))
+    assert done == len(history)
+    # Only the epochs it trains are printed (none replayed), each but the last with the time left. A kill between an
+    # epoch's history entry and its checkpoint means that epoch is trained (and printed) again.
+    printed = [int(epoch) for epoch, _ in re.findall(rf"^{framework}-0 epoch (\d+)/5: .*\((.*)\)$", resumed.stdout, re.MULTILINE)]
+    assert printed in (list(range(done + 1, 6)), list(range(done, 6)))
+    printed_timings = re.findall(rf"^{framework}-0 epoch (\d+)/5: .*\((.*)\)$", resumed.stdout, re.MULTILINE)
+    assert all(("left" in timing) == (int(epoch) < 5) for epoch, timing in printed_timings)
     run_cli("evaluate", "-f", framework, "-s", "0", cwd=project, check=True)
     train_metrics = json.loads((project / "metrics" / "train" / f"{framework}-0.json").read_text())
     predictions = pd.read_csv(project / "plots" / "eval" / f"{framework}-0" / "predictions.csv")
@@ -124,7 +131,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, tiny_prep
 def test_checkpoint_of_other_params_or_code_is_not_resumed(tmp_path, tiny_prepared, monkeypatch):
     project = tiny_project(tmp_path / "p", tiny_prepared)
     run_cli("train", "-f", "tensorflow", "-s", "0", cwd=project, check=True)
-    assert "resuming tensorflow-0 after epoch 2" in run_cli("train", "-f", "tensorflow", "-s", "0", cwd=project, check=True).stdout
+    assert "(2 of 2 epochs recorded)" in run_cli("train", "-f", "tensorflow", "-s", "0", cwd=project, check=True).stdout
     changed = tiny_project(tmp_path / "q", tiny_prepared, {"train": {"learning_rate": 0.01}})
     shutil.copytree(project / "checkpoints", changed / "checkpoints")
     result = run_cli("train", "-f", "tensorflow", "-s", "0", cwd=changed, check=True)

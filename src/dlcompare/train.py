@@ -151,7 +151,9 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
     )
     session.load_history()
     if session.history:
-        print(f"resuming {run} after epoch {len(session.history)} (checkpoint in {session.checkpoint_dir})", flush=True)
+        # The history can be one epoch ahead of the checkpoint (a kill between the two writes): that epoch is trained again.
+        print(f"resuming {run} from its last checkpoint in {session.checkpoint_dir} ({len(session.history)} of "
+              f"{params.train.epochs} epochs recorded)", flush=True)
     implementation.fit(session)
     history = session.ordered_history()
 
