@@ -141,8 +141,10 @@ def prepare_rate(source: Path, params, repeats: int, out: Path) -> float:
 # ---------------------------------------------------------------- one framework, in a child process
 
 def _epoch_rates(seconds: list[float], images: int) -> tuple[float, float]:
-    """(steady-state images/s = images / median of the epochs after the first, first-epoch overhead in s)."""
-    steady = statistics.median(seconds[1:])
+    """(steady-state images/s = images / median of the steady epochs, first-epoch overhead in s)."""
+    from dlcompare.train import steady_epochs  # the pipeline's rule, so bench and train metrics agree
+
+    steady = statistics.median(steady_epochs(seconds))
     return images / steady, seconds[0] - steady
 
 
