@@ -14,7 +14,7 @@ install: $(STAMP)
 # DVC dependency folders (src/dlcompare/frameworks/deps/) from it.
 $(STAMP): pyproject.toml frameworks.lock
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -e '.[all,test]' -c frameworks.lock
+	$(VENV)/bin/pip install --quiet -e '.[all,cluster,test]' -c frameworks.lock
 	$(VENV)/bin/python -m dlcompare.frameworks
 	touch $@
 

@@ -6,6 +6,7 @@ instantly and never loads a deep-learning framework.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -26,6 +27,10 @@ class App(typer.Typer):
         # SIGTERM (a scheduler, `kill`, DVC stopping a queued run) unwinds like Ctrl-C, so half-built outputs are
         # removed instead of left behind.
         signal.signal(signal.SIGTERM, _terminated)
+        if os.environ.get("DLCOMPARE_DIE_WITH_PARENT"):  # a cluster cell's stage: it stops when its node's task dies
+            from dlcompare.lifetime import die_with_parent
+
+            die_with_parent(signal.SIGTERM)
         try:
             return super().__call__(*args, **kwargs)
         except UserError as error:
@@ -161,6 +166,30 @@ def predict(
     typer.echo("image\tmodel\tlabel\tprobability_of_label")
     for row in rows:
         typer.echo(f"{row['image']}\t{row['model']}\t{row['label']}\t{row['probability']:.3f}")
+
+
+cluster_app = typer.Typer(help="Run the train/evaluate matrix on a Ray cluster, with DVC's remote as the shared record.",
+                          no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(cluster_app, name="cluster")
+
+
+@cluster_app.command("run")
+def cluster_run(
+    address: str = typer.Option("auto", help="Ray cluster: auto (this node's cluster), host:port, or ray://host:10001."),
+    set_: List[str] = typer.Option([], "--set-param", "-S", metavar="KEY=VALUE",
+                                   help="Change params.yaml first, as dvc exp run -S does (repeatable)."),
+    git_remote: str = typer.Option("origin", help="Git remote the nodes clone the commit from (HEAD must be pushed)."),
+    retries: int = typer.Option(1, min=0, help="Times a cell is retried on another node when its node dies."),
+    cpus_per_cell: int = typer.Option(None, min=1, help="CPUs a cell reserves; default: the smallest node's, so one cell per node."),
+    workdir: str = typer.Option(None, help="Scratch folder on each node for the cells' clones (default: the system temp folder)."),
+) -> None:
+    """Train and evaluate every missing framework x seed cell on a Ray cluster, then dvc repro --pull here.
+
+    Needs: the project committed and pushed to git, and a default DVC remote every node can reach (credentials from
+    each node's environment, never from git). Run it again after a failure: only the missing cells run."""
+    from dlcompare.cluster import run as run_cluster
+
+    run_cluster(address, set_, git_remote, retries, cpus_per_cell, workdir, echo=typer.echo)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,8 @@ manifest that accounts for every file seen.
 from __future__ import annotations
 
 import csv
-import ctypes
 import hashlib
 import os
-import signal
 import time
 import zipfile
 import zlib
@@ -30,6 +28,7 @@ from dlcompare.data.archive import junk_or_non_image, label_of, open_source
 from dlcompare.data.images import BadImage, decode_image
 from dlcompare.data.split import assign_splits
 from dlcompare.errors import UserError
+from dlcompare.lifetime import die_with_parent
 from dlcompare.params import PrepareParams
 
 SPLITS = ("train", "val", "test")
@@ -55,22 +54,12 @@ def find_raw_input(raw_dir: Path) -> Path:
 UNREADABLE = (zipfile.BadZipFile, RuntimeError, NotImplementedError, zlib.error, OSError, EOFError)
 
 
-def _die_with_parent() -> None:
-    """Linux: a decoding worker gets SIGKILL when prepare dies (kill -9 included), instead of living on orphaned."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the pool's own shutdown is all there is
-    if os.getppid() == 1:  # the parent died before the line above ran
-        os._exit(1)
-
-
 # --- worker side: each process opens the source and the pixel buffer once ---
 _worker: dict = {}
 
 
 def _init_worker(source_path: str, pixels_path: str, shape: tuple, size: int, resize: str, max_pixels: int) -> None:
-    _die_with_parent()
+    die_with_parent()  # a decoding worker gets SIGKILL when prepare dies, instead of living on orphaned
     _worker.update(
         source=open_source(Path(source_path)),
         pixels=np.lib.format.open_memmap(pixels_path, mode="r+"),
