@@ -71,9 +71,9 @@ class AugmentParams(Section):
 class TrainParams(Section):
     frameworks: list[Literal[FRAMEWORKS]] = Field(default=list(FRAMEWORKS), min_length=1)
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0], min_length=1)
-    epochs: int = Field(default=25, ge=1)
+    epochs: int = Field(default=16, ge=1)
     batch_size: int = Field(default=64, ge=1)
-    learning_rate: float = Field(default=2e-3, gt=0.0)
+    learning_rate: float = Field(default=5e-3, gt=0.0)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     min_learning_rate: float = Field(default=0.0, ge=0.0)
     adam_beta_1: float = Field(default=0.9, ge=0.0, lt=1.0)
