@@ -15,6 +15,9 @@ Measures, on this machine and in this run:
                    Keras family and TensorFlow; PyTorch's ImageFolder + DataLoader feeding the framework's own
                    step for pytorch and jax (JAX's documentation trains with PyTorch data loading)
   inference.<fw>   latency of one image (p50, p95) and batched images/s
+  time_to_accuracy.<fw>  not trained here (that takes the whole recipe): copied from the pipeline's last
+                   `compare` (reports/comparison.json), the median over its seeds of the training seconds until
+                   validation accuracy first reached 0.80, 0.85 and 0.88; null for a framework it did not run
 
 Each framework runs in its own process, so memory figures are its own. Every figure is a median over
 repeated measurements after a warm-up; the table says how many. `--quick` uses tiny sizes (for tests).
@@ -406,6 +409,8 @@ def main() -> None:
     parser.add_argument("--frameworks", type=lambda text: text.split(","), default=None,
                         help="comma-separated subset (default: every registered framework whose packages are installed);"
                              " e.g. pytorch,jax on a machine without TensorFlow")
+    parser.add_argument("--comparison", type=Path, default=ROOT / "reports" / "comparison.json",
+                        help="compare's report whose time to accuracy is copied (default: the pipeline's last)")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "NAME", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -464,11 +469,18 @@ def main() -> None:
             train["tutorial_images_per_s"] = tutorial["tutorial_images_per_s"]
             train["speedup_vs_tutorial"] = train["images_per_s"] / tutorial["tutorial_images_per_s"]
 
+    results["time_to_accuracy"] = pipeline_time_to_accuracy(args.comparison, chosen)
     results["machine"]["frameworks_imported_by_the_parent"] = frameworks_imported()
     args.out.mkdir(parents=True, exist_ok=True)
     out_file = args.out / f"{socket.gethostname()}-{date.today().isoformat()}{'-quick' if args.quick else ''}.json"
     out_file.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results, params, sizes, out_file)
+
+
+def pipeline_time_to_accuracy(comparison: Path, frameworks: list[str]) -> dict:
+    """Each framework's time to accuracy as the pipeline's last compare measured it (None where it has none)."""
+    compared = json.loads(comparison.read_text())["frameworks"] if comparison.is_file() else {}
+    return {name: compared[name]["time_to_accuracy_s"] if name in compared else None for name in frameworks}
 
 
 def print_table(results: dict, params, sizes: dict, out_file: Path) -> None:
@@ -494,6 +506,10 @@ def print_table(results: dict, params, sizes: dict, out_file: Path) -> None:
     for name, i in results["inference"].items():
         print(f"inference {name:11} latency p50 {i['latency_ms_p50']:.2f} ms, p95 {i['latency_ms_p95']:.2f} ms; "
               f"{i['images_per_s']:.0f} images/s at batch {i['batch_size']} (median of 3 passes)")
+    for name, reached in results["time_to_accuracy"].items():
+        print(f"time to accuracy {name:11} " + ("no run in reports/comparison.json (dvc repro first)" if reached is None else
+              ", ".join(f"{target}: " + (f"{r['median']:.0f} s" if r["median"] is not None else "not reached")
+                        + f" ({r['reached']} of {r['seeds']} seeds)" for target, r in reached.items())))
     print(f"written: {out_file}")
 
 

@@ -27,8 +27,9 @@ def test_flops_match_a_hand_count():
 
 
 def test_quick_bench_writes_every_key(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=600)
+    comparison = ROOT / "reference" / "comparison.json"  # a real compare of full runs on the 10k subset
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick", "--out", str(tmp_path),
+                             "--comparison", str(comparison)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "images/s" in result.stdout
     [written] = tmp_path.glob("*.json")
@@ -48,6 +49,14 @@ def test_quick_bench_writes_every_key(tmp_path):
         assert train["fraction_of_gemm"] == train["gflops"] / figures["gemm_gflops"]
         inference = figures["inference"][framework]
         assert inference["latency_ms_p50"] <= inference["latency_ms_p95"] and inference["images_per_s"] > 0
+    # Time to accuracy is the pipeline's (the bench trains no full recipe): copied per framework, null where absent.
+    compared = json.loads(comparison.read_text())["frameworks"]
+    assert set(figures["time_to_accuracy"]) == set(NAMES)
+    for framework in NAMES:
+        expected = compared[framework]["time_to_accuracy_s"] if framework in compared else None
+        assert figures["time_to_accuracy"][framework] == expected
+    assert any(reached and reached["0.88"]["median"] > 0 for reached in figures["time_to_accuracy"].values())
+    assert "time to accuracy" in result.stdout
 
 
 def test_bench_of_a_subset_imports_only_its_frameworks(tmp_path):
