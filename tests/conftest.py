@@ -63,9 +63,10 @@ def small_kaggle_zip(path: Path, per_class: int) -> Path:
     return path
 
 
-def run_tool(args: list[str], cwd: Path, bin_dir: Path = BIN, check: bool = True) -> subprocess.CompletedProcess:
+def run_tool(args: list[str], cwd: Path, bin_dir: Path = BIN, check: bool = True,
+             extra_env: dict | None = None) -> subprocess.CompletedProcess:
     """Run dvc/git in a test repo with a git identity (CI has none; dvc exp commits), from the venv in `bin_dir`."""
-    env = dict(os.environ)
+    env = dict(os.environ, **(extra_env or {}))
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     env.update(
         GIT_AUTHOR_NAME="dlcompare tests", GIT_AUTHOR_EMAIL="tests@dlcompare.invalid",

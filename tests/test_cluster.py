@@ -56,8 +56,10 @@ def stop(process: subprocess.Popen) -> None:
 def loopback(tmp_path_factory):
     """An S3 server and a two-node Ray cluster on 127.0.0.1; the environment every node and dvc command shares."""
     base = tmp_path_factory.mktemp("cluster")
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
-               RAY_USAGE_STATS_ENABLED="0", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    # What every node and every dvc command here shares: the S3 credentials come from the environment, never from git.
+    extra = dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+                 RAY_USAGE_STATS_ENABLED="0")
+    env = dict(os.environ, **extra, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     started = []
 
     def start(args: list[str], log: str) -> subprocess.Popen:
@@ -103,18 +105,11 @@ def loopback(tmp_path_factory):
         wait_for(lambda: alive_nodes() > before, 60, "the second Ray node")
         return node
 
-    yield {"env": env, "endpoint": endpoint, "address": address, "base": base, "add_node": add_node,
+    yield {"env": extra, "endpoint": endpoint, "address": address, "base": base, "add_node": add_node,
            "alive_nodes": alive_nodes}
     for process in reversed(started):
         stop(process)
     shutil.rmtree(ray_temp, ignore_errors=True)
-
-
-def run_in(args: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def cluster_project(loopback, name: str) -> Path:
@@ -137,20 +132,15 @@ def headline(project: Path) -> dict:
     return {name: {key: value for key, value in entry.items() if key in HEADLINE_KEYS} for name, entry in compared.items()}
 
 
-def git_env(env: dict) -> dict:
-    return dict(env, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t.invalid", GIT_COMMITTER_NAME="t",
-                GIT_COMMITTER_EMAIL="t@t.invalid")
-
-
 def test_matrix_on_two_nodes_matches_one_machine_and_a_fresh_clone_trains_nothing(loopback):
-    env = git_env(loopback["env"])
+    env = loopback["env"]
     loopback["add_node"]()
     assert loopback["alive_nodes"]() == 2
     project = cluster_project(loopback, "matrix")
     cells = loopback["base"] / "cells"
 
-    ran = run_in([str(BIN / "dlcompare"), "cluster", "run", "--address", loopback["address"], "--workdir", str(cells)],
-                 project, env)
+    ran = run_tool([str(BIN / "dlcompare"), "cluster", "run", "--address", loopback["address"], "--workdir", str(cells)],
+                   project, extra_env=env)
     out = ran.stdout + ran.stderr
     assert "4 cells (2 frameworks x 2 seeds) on 2 nodes, 1 CPU(s) each" in out, out
     for run in ("pytorch-0", "pytorch-1", "jax-0", "jax-1"):
@@ -164,24 +154,24 @@ def test_matrix_on_two_nodes_matches_one_machine_and_a_fresh_clone_trains_nothin
     assert not any(cells.iterdir()), "a cell left its clone behind"
 
     # The record: commit what dvc repro wrote, push git and the DVC cache; a fresh clone pulls and recomputes nothing.
-    run_in(["git", "add", "-A"], project, env)
-    run_in(["git", "commit", "-qm", "the matrix, from the cluster"], project, env)
-    run_in(["git", "push", "-q"], project, env)
-    run_in([str(BIN / "dvc"), "push", "-q"], project, env)
+    run_tool(["git", "add", "-A"], project, extra_env=env)
+    run_tool(["git", "commit", "-qm", "the matrix, from the cluster"], project, extra_env=env)
+    run_tool(["git", "push", "-q"], project, extra_env=env)
+    run_tool(["dvc", "push", "-q"], project, extra_env=env)
     reader = loopback["base"] / "reader"
-    run_in(["git", "clone", "-q", str(loopback["base"] / "matrix.git"), str(reader)], loopback["base"], env)
-    run_in([str(BIN / "dvc"), "pull", "-q"], reader, env)
-    status = run_in([str(BIN / "dvc"), "status"], reader, env).stdout
+    run_tool(["git", "clone", "-q", str(loopback["base"] / "matrix.git"), str(reader)], loopback["base"], extra_env=env)
+    run_tool(["dvc", "pull", "-q"], reader, extra_env=env)
+    status = run_tool(["dvc", "status"], reader, extra_env=env).stdout
     assert "Data and pipelines are up to date" in status, status
-    assert "Running stage" not in run_in([str(BIN / "dvc"), "repro"], reader, env).stdout
+    assert "Running stage" not in run_tool(["dvc", "repro"], reader, extra_env=env).stdout
     assert json.loads((reader / "metrics" / "train" / "jax-1.json").read_text())["epochs"] == 1
 
     # The same matrix on one machine, no cluster, no remote: the same comparison (timings aside).
     single = loopback["base"] / "single"
-    run_in(["git", "clone", "-q", str(loopback["base"] / "matrix.git"), str(single)], loopback["base"], env)
-    run_in(["git", "checkout", "-q", "HEAD~1"], single, env)  # the commit the cluster ran, before its results
-    run_in([str(BIN / "dvc"), "remote", "remove", "store"], single, env)
-    alone = run_in([str(BIN / "dvc"), "repro"], single, env).stdout
+    run_tool(["git", "clone", "-q", str(loopback["base"] / "matrix.git"), str(single)], loopback["base"], extra_env=env)
+    run_tool(["git", "checkout", "-q", "HEAD~1"], single, extra_env=env)  # the commit the cluster ran, before its results
+    run_tool(["dvc", "remote", "remove", "store"], single, extra_env=env)
+    alone = run_tool(["dvc", "repro"], single, extra_env=env).stdout
     assert "Running stage 'train@jax-1'" in alone
     assert headline(single) == headline(project)
     # Down to the last bit of every run's test loss and AUC, which differ from run to run (so equal means the same run).
@@ -195,7 +185,7 @@ def test_matrix_on_two_nodes_matches_one_machine_and_a_fresh_clone_trains_nothin
 
 
 def test_a_node_killed_mid_cell_loses_only_that_cell_and_a_rerun_finishes_it(loopback):
-    env = git_env(loopback["env"])
+    env = loopback["env"]
     if loopback["alive_nodes"]() < 2:
         loopback["add_node"]()
     worker = loopback["add_node"]()  # the node that dies; the other two finish the matrix
@@ -203,7 +193,7 @@ def test_a_node_killed_mid_cell_loses_only_that_cell_and_a_rerun_finishes_it(loo
     cells = loopback["base"] / "fault-cells"
     command = [str(BIN / "dlcompare"), "cluster", "run", "--address", loopback["address"], "--workdir", str(cells),
                "--retries", "0", "-S", "train.seeds=[3,4]"]
-    running = subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    running = subprocess.Popen(command, cwd=project, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def cells_running() -> int:
         listing = subprocess.run(["pgrep", "-f", "dvc repro --pull --single-item"], capture_output=True, text=True)
@@ -218,8 +208,8 @@ def test_a_node_killed_mid_cell_loses_only_that_cell_and_a_rerun_finishes_it(loo
     assert out.count(" trained on node ") == 3, out
     assert not list(project.glob("models/*")), "the failed command must not have left a partial result here"
 
-    again = run_in([str(BIN / "dlcompare"), "cluster", "run", "--address", loopback["address"], "--workdir", str(cells)],
-                   project, env)
+    again = run_tool([str(BIN / "dlcompare"), "cluster", "run", "--address", loopback["address"], "--workdir", str(cells)],
+                     project, extra_env=env)
     out = again.stdout + again.stderr
     assert out.count("restored from the run cache") == 3 and out.count(" trained on node ") == 1, out
     assert "Running stage 'train@" not in out and "Running stage 'compare'" in out, out
