@@ -25,7 +25,7 @@ def not_equal(compared: list[str]) -> list[str]:
     return [
         "Kernel numerics: each engine orders and fuses its float32 arithmetic its own way. The equivalence tests bound "
         "the effect on this model: every framework within 1e-4 of low-level TensorFlow after three optimiser steps "
-        "and within 2e-3 after a three-epoch fit; beyond that, runs drift apart as float32 rounding compounds.",
+        "and within 2e-3 after a three-epoch fit; longer runs are not compared weight by weight.",
         *dict.fromkeys(notes),  # in order, each once (the Keras backends share one note)
     ]
 
@@ -164,7 +164,8 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
         "",
         "## Results",
         "",
-        "Medians with 95 % intervals in brackets. Accuracy intervals: " + next(iter(per_framework.values()))["accuracy_ci_method"]
+        "Test accuracy and ROC AUC: means over the seeds; the other columns: medians over the seeds' measurements. "
+        "95 % intervals in brackets. Accuracy intervals: " + next(iter(per_framework.values()))["accuracy_ci_method"]
         + "; ROC AUC intervals: bootstrap over test images; speed intervals: bootstrap over the repeated measurements "
         f"({steady} of every seed, "
         f"{params.evaluate.latency_runs} latency calls per run, repeated passes over the test set).",
