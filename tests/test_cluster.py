@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, make_dvc_project, run_tool, small_kaggle_zip
+from conftest import BIN, env_with_venv, make_dvc_project, run_tool, small_kaggle_zip
 
 MATRIX = {
     "prepare": {"image_size": 32},
@@ -193,7 +193,7 @@ def test_a_node_killed_mid_cell_loses_only_that_cell_and_a_rerun_finishes_it(loo
     cells = loopback["base"] / "fault-cells"
     command = [str(BIN / "dlcompare"), "cluster", "run", "--address", loopback["address"], "--workdir", str(cells),
                "--retries", "0", "-S", "train.seeds=[3,4]"]
-    running = subprocess.Popen(command, cwd=project, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    running = subprocess.Popen(command, cwd=project, env={**env_with_venv(), **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def cells_running() -> int:
         listing = subprocess.run(["pgrep", "-f", "dvc repro --pull --single-item"], capture_output=True, text=True)

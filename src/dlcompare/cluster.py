@@ -82,10 +82,6 @@ def _check_reachable(address: str) -> None:
                         "or pass its address (host:port, or ray://host:10001)") from None
 
 
-def _cells(params) -> list[tuple[str, int]]:
-    return [(framework, seed) for framework in params.train.frameworks for seed in params.train.seeds]
-
-
 def run(address: str, overrides: list[str], git_remote: str, retries: int, cpus_per_cell: int | None,
         workdir: str | None, echo=print) -> dict:
     """Run every missing cell of the matrix on the cluster, then `dvc repro --pull` here; returns per-cell results."""
@@ -123,7 +119,7 @@ def run(address: str, overrides: list[str], git_remote: str, retries: int, cpus_
         "url": url, "commit": commit, "workdir": workdir or str(Path(tempfile.gettempdir()) / "dlcompare-cluster"),
         "params": Path(DEFAULT_PARAMS).read_text(), "lock": Path("dvc.lock").read_text(),
     }
-    cells = _cells(params)
+    cells = [(framework, seed) for framework in params.train.frameworks for seed in params.train.seeds]
     echo(f"cluster: {len(cells)} cells ({len(params.train.frameworks)} frameworks x {len(params.train.seeds)} seeds) "
          f"on {len(nodes)} nodes, {cpus} CPU(s) each, commit {commit[:12]}")
     task = ray.remote(run_cell).options(num_cpus=cpus, max_retries=retries)
@@ -177,20 +173,22 @@ def run_cell(cell: dict) -> dict:
     # interpreter, and die with this task if the node's worker is killed.
     env = dict(os.environ, PYTHONPATH=str(work / "src"), DLCOMPARE_DIE_WITH_PARENT="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    steps = [
+    checkout = [
         ["git", "clone", "--quiet", "--no-checkout", cell["url"], str(work)],
         ["git", "-C", str(work), "checkout", "--quiet", cell["commit"]],
+    ]
+    reproduce = [
         ["dvc", "pull", "--quiet", "prepare"],
         ["dvc", "repro", "--pull", "--single-item", *stages],
         ["dvc", "push", "--quiet", "--run-cache", *stages],
     ]
     log, how = [], "trained"
     try:
-        for step in steps:
-            if step[0] == "dvc" and step[1] == "pull":
+        for step in checkout + reproduce:
+            if step is reproduce[0]:  # the head's params (with any -S) and lock (the prepared data's hash)
                 (work / "params.yaml").write_text(cell["params"])
                 (work / "dvc.lock").write_text(cell["lock"])
-            result = subprocess.run(step, cwd=work if step[0] == "dvc" else None, env=env, capture_output=True,
+            result = subprocess.run(step, cwd=work if step in reproduce else None, env=env, capture_output=True,
                                     text=True, preexec_fn=lambda: die_with_parent(signal.SIGKILL))
             log.append(f"$ {' '.join(step)}\n{result.stdout}{result.stderr}")
             if result.returncode != 0:

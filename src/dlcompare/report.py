@@ -164,7 +164,8 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
         "",
         "## Results",
         "",
-        "Test accuracy and ROC AUC: means over the seeds; the other columns: medians over the seeds' measurements. "
+        "Test accuracy and ROC AUC: means over the seeds; speed, first epoch and memory: medians over the seeds' "
+        "measurements. "
         "95 % intervals in brackets. Accuracy intervals: " + next(iter(per_framework.values()))["accuracy_ci_method"]
         + "; ROC AUC intervals: bootstrap over test images; speed intervals: bootstrap over the repeated measurements "
         f"({steady} of every seed, "
