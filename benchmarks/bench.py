@@ -52,11 +52,14 @@ FRAMEWORKS = NAMES
 FULL_DATASET = 25_000
 
 
-def settings(quick: bool):
-    """Params for the run (the project's defaults, or tiny ones for --quick) and the benchmark's sizes."""
+def settings(quick: bool, frameworks: list[str]):
+    """Params for the run (the project's defaults, or tiny ones for --quick) and the benchmark's sizes.
+
+    Only the measured frameworks need to be installed (a GPU machine may have PyTorch and JAX alone).
+    """
     from dlcompare.params import load_params
 
-    params = load_params(ROOT / "params.yaml")
+    params = load_params(ROOT / "params.yaml", frameworks)
     if not quick:
         return params, {"train_images": 2048, "epochs": 4, "prepare_repeats": 3, "gemm_n": 2048, "gemm_repeats": 5,
                         "latency_runs": 50, "tutorial_images": 2048, "full_dataset": FULL_DATASET}
@@ -96,11 +99,15 @@ def _best_seconds(run, repeats: int) -> float:
     return best
 
 
+GPU_GEMM_N = 8192  # a GPU reaches its peak only on large matrices (at 2048 an H200 gives a tenth of it)
+
+
 def engine_gemm_gflops(engine: str, n: int, repeats: int) -> tuple[float, dict]:
     """float32 n x n matrix multiply through `engine`'s own kernels, on the device it trains on; best of `repeats`.
 
     Measured in the framework's child process, after its runtime has set the thread pools training uses, so that a
-    GPU machine without TensorFlow measures its own ceiling too.
+    GPU machine without TensorFlow measures its own ceiling too. Each engine keeps its default float32 precision,
+    the one training uses; on NVIDIA GPUs that may be TF32, recorded as `float32_precision`.
     """
     from dlcompare.frameworks import runtime
 
@@ -108,27 +115,34 @@ def engine_gemm_gflops(engine: str, n: int, repeats: int) -> tuple[float, dict]:
     if engine == "tensorflow":
         import tensorflow as tf
 
+        devices = [device.name for device in tf.config.list_physical_devices("GPU")]
+        n = max(n, GPU_GEMM_N) if devices else n
         a, b = tf.random.uniform((n, n)), tf.random.uniform((n, n))
         matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
         seconds = _best_seconds(lambda: matmul(a, b).numpy(), repeats)
-        devices = [device.name for device in tf.config.list_physical_devices("GPU")]
+        precision = f"TF32 {'allowed' if tf.config.experimental.tensor_float_32_execution_enabled() else 'off'}"
     elif engine == "torch":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        devices = [torch.cuda.get_device_name()] if device == "cuda" else []
+        n = max(n, GPU_GEMM_N) if devices else n
         a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
         seconds = _best_seconds(lambda: float((a @ b).sum()), repeats)
-        devices = [torch.cuda.get_device_name()] if device == "cuda" else []
+        precision = (f"matmul {torch.get_float32_matmul_precision()} ('highest' is float32), cuDNN convolutions TF32 "
+                     f"{'allowed' if torch.backends.cudnn.allow_tf32 else 'off'}")
     else:
         import jax
         import jax.numpy as jnp
 
+        devices = [str(d) for d in jax.devices() if d.platform != "cpu"]
+        n = max(n, GPU_GEMM_N) if devices else n
         a = jax.random.uniform(jax.random.key(0), (n, n))
         b = jax.random.uniform(jax.random.key(1), (n, n))
         matmul = jax.jit(lambda x, y: jnp.sum(x @ y))
         seconds = _best_seconds(lambda: float(matmul(a, b)), repeats)
-        devices = [str(d) for d in jax.devices() if d.platform != "cpu"]
-    return 2 * n**3 / seconds / 1e9, {**settings_used, "gpu_names": devices}
+        precision = f"jax_default_matmul_precision {jax.config.jax_default_matmul_precision or 'unset (TF32 on NVIDIA GPUs)'}"
+    return 2 * n**3 / seconds / 1e9, {**settings_used, "gpu_names": devices, "gemm_n": n, "float32_precision": precision}
 
 
 def prepare_rate(source: Path, params, repeats: int, out: Path) -> float:
@@ -186,7 +200,7 @@ def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
     from dlcompare.model_spec import ModelSpec
     from dlcompare.prepared import load_split
 
-    params, sizes = settings(quick)
+    params, sizes = settings(quick, [framework])
     spec = ModelSpec.from_params(params)
     train = params.train.model_copy(update={"epochs": sizes["epochs"]})
     x, y = load_split(prepared, "train")
@@ -248,7 +262,7 @@ def child_memory(framework: str, prepared: Path, quick: bool) -> dict:
     from dlcompare.model_spec import ModelSpec
     from dlcompare.prepared import load_split
 
-    params, sizes = settings(quick)
+    params, sizes = settings(quick, [framework])
     spec = ModelSpec.from_params(params)
     train = params.train.model_copy(update={"epochs": 1})
     real, labels = load_split(prepared, "train")
@@ -294,7 +308,7 @@ def child_tutorial(source: Path, quick: bool) -> dict:
     from dlcompare.frameworks import runtime_tensorflow
     from dlcompare.model_spec import ModelSpec
 
-    params, sizes = settings(quick)
+    params, sizes = settings(quick, ["keras"])
     runtime_tensorflow.configure(params.train.threads, 0)
     import keras
     import tensorflow as tf
@@ -336,7 +350,7 @@ def child_loader_tutorial(framework: str, source: Path, quick: bool) -> dict:
     from dlcompare.batches import to_float
     from dlcompare.model_spec import ModelSpec
 
-    params, sizes = settings(quick)
+    params, sizes = settings(quick, [framework])
     module = frameworks.load(framework, params.train.threads)
     import torch
     from torch.utils.data import DataLoader, Dataset
@@ -427,7 +441,7 @@ def main() -> None:
     unknown = [name for name in chosen if name not in FRAMEWORKS]
     if unknown:
         raise SystemExit(f"bench: unknown framework(s) {', '.join(unknown)}; registered: {', '.join(FRAMEWORKS)}")
-    params, sizes = settings(args.quick)
+    params, sizes = settings(args.quick, chosen)
     results = {"machine": machine(), "quick": args.quick, "frameworks": chosen, "engines": {}}
     with tempfile.TemporaryDirectory() as scratch:
         source = args.source
@@ -488,8 +502,9 @@ def print_table(results: dict, params, sizes: dict, out_file: Path) -> None:
     gpus = sorted({gpu for engine in results["engines"].values() for gpu in engine["gpu_names"]})
     print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, GPUs: {', '.join(gpus) or 'none'}; "
           + ", ".join(f"{name} {version}" for name, version in m["versions"].items()))
-    print(f"float32 GEMM ({sizes['gemm_n']}x{sizes['gemm_n']}, best of {sizes['gemm_repeats']}): "
-          + ", ".join(f"{name} {e['gemm_gflops']:.1f} GFLOP/s ({e['intra_op']} threads)" for name, e in results["engines"].items())
+    print(f"float32 GEMM (best of {sizes['gemm_repeats']}): "
+          + ", ".join(f"{name} {e['gemm_gflops']:.1f} GFLOP/s ({e['gemm_n']}x{e['gemm_n']}, {e['intra_op']} threads"
+                      + (f"; {e['float32_precision']})" if gpus else ")") for name, e in results["engines"].items())
           + f"; ceiling {results['gemm_gflops']:.1f}")
     print(f"prepare at {results['prepare']['image_size']} px (median of {results['prepare']['runs']}): "
           f"{results['prepare']['images_per_s']:.0f} images/s")

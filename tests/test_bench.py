@@ -57,18 +57,3 @@ def test_quick_bench_writes_every_key(tmp_path):
         assert figures["time_to_accuracy"][framework] == expected
     assert any(reached and (reached["0.88"]["median"] or 0) > 0 for reached in figures["time_to_accuracy"].values())
     assert "time to accuracy" in result.stdout
-
-
-def test_bench_of_a_subset_imports_only_its_frameworks(tmp_path):
-    """As on a GPU machine with PyTorch but no TensorFlow: --frameworks pytorch must never import the others."""
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick", "--frameworks", "pytorch",
-                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    [written] = tmp_path.glob("*.json")
-    figures = json.loads(written.read_text())
-    assert list(figures["train"]) == ["pytorch"] and list(figures["engines"]) == ["torch"]
-    assert list(figures["tutorials"]) == ["pytorch"]  # no keras-io run: it would need TensorFlow
-    pytorch = figures["train"]["pytorch"]
-    assert pytorch["speedup_vs_tutorial"] == pytorch["images_per_s"] / figures["tutorials"]["pytorch"]["tutorial_images_per_s"]
-    assert figures["machine"]["frameworks_imported_by_the_parent"] == []
-    assert figures["train"]["pytorch"]["frameworks_imported"] == ["torch"]

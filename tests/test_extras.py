@@ -1,12 +1,14 @@
 """A second virtual environment with only the core and the PyTorch extra: no TensorFlow, no JAX, no Keras.
 
-The pipeline must run to the end there with train.frameworks: [pytorch], and
+The pipeline must run to the end there with train.frameworks: [pytorch], the benchmark must measure
+pytorch although params.yaml lists all six (as on a GPU machine without TensorFlow), and
 selecting a framework whose packages are missing must be one line naming the
 extra, before any stage does work.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -90,3 +92,19 @@ def test_a_framework_that_is_not_installed_is_one_line_naming_the_extra(torch_on
 
     direct = run_in(torch_only_venv, ["dlcompare", "train", "--framework", framework, "--seed", "0"], repo)
     assert direct.returncode == 1 and direct.stderr.count("\n") == 1 and extra in direct.stderr
+
+
+def test_bench_of_pytorch_runs_where_only_torch_is_installed(torch_only_venv, tmp_path):
+    """As on a GPU machine with PyTorch but no TensorFlow: params.yaml lists six frameworks, the bench measures one."""
+    result = run_in(torch_only_venv, ["python", str(ROOT / "benchmarks" / "bench.py"), "--quick", "--frameworks",
+                                      "pytorch", "--out", str(tmp_path)], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [written] = tmp_path.glob("*.json")
+    figures = json.loads(written.read_text())
+    assert list(figures["train"]) == ["pytorch"] and list(figures["engines"]) == ["torch"]
+    assert list(figures["tutorials"]) == ["pytorch"]  # no keras-io run: it would need TensorFlow
+    pytorch = figures["train"]["pytorch"]
+    assert pytorch["speedup_vs_tutorial"] == pytorch["images_per_s"] / figures["tutorials"]["pytorch"]["tutorial_images_per_s"]
+    assert figures["machine"]["frameworks_imported_by_the_parent"] == []
+    assert pytorch["frameworks_imported"] == ["torch"]
+    assert figures["engines"]["torch"]["gemm_n"] == 256  # --quick on a CPU: no GPU-sized matrices

@@ -151,8 +151,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_params(path: Path = DEFAULT_PARAMS) -> Params:
-    """Read and validate params.yaml; raise UserError naming the bad key."""
+def load_params(path: Path = DEFAULT_PARAMS, frameworks: list[str] | None = None) -> Params:
+    """Read and validate params.yaml; raise UserError naming the bad key.
+
+    `frameworks` replaces train.frameworks (the benchmark measures the ones it is given, on a machine that may
+    lack the others).
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: params file not found; run from the project root or pass --params")
@@ -168,6 +172,8 @@ def load_params(path: Path = DEFAULT_PARAMS) -> Params:
         raise UserError(f"{path}: not valid YAML{where}; fix the syntax") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of sections (data, prepare, ...)")
+    if frameworks is not None:
+        raw["train"] = {**(raw.get("train") or {}), "frameworks": list(frameworks)}
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
