@@ -2,7 +2,10 @@
 
 import json
 
-from conftest import PETIMAGES_MINI, make_dvc_project, run_tool
+import yaml
+
+from conftest import PETIMAGES_MINI, ROOT, make_dvc_project, run_tool
+from dlcompare.params import TrainParams
 
 
 def test_dvc_repro_fetch_prepare_then_nothing_to_do(tmp_path):
@@ -62,3 +65,11 @@ def test_unknown_framework_is_one_dlcompare_line_before_any_stage_even_with_data
     ours = [line for line in output.splitlines() if line.startswith("dlcompare: error:")]
     assert len(ours) == 1 and "train.frameworks.0 = 'caffe' is invalid" in ours[0], output
     assert "Errno" not in output and "Running stage 'train" not in output
+
+
+def test_train_stage_depends_on_every_training_parameter():
+    """A train key missing from dvc.yaml would let `dvc exp run -S train.<key>=...` reuse stale models."""
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
+    listed = {name for name in stage["params"] if name.startswith("train.")}
+    expected = {f"train.{key}" for key in TrainParams.model_fields} - {"train.frameworks", "train.seeds"}
+    assert listed == expected

@@ -76,6 +76,7 @@ class TrainParams(Section):
     learning_rate: float = Field(default=5e-3, gt=0.0)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     min_learning_rate: float = Field(default=0.0, ge=0.0)
+    warmup_epochs: int = Field(default=0, ge=0)
     adam_beta_1: float = Field(default=0.9, ge=0.0, lt=1.0)
     adam_beta_2: float = Field(default=0.999, ge=0.0, lt=1.0)
     adam_epsilon: float = Field(default=1e-7, gt=0.0)
@@ -116,6 +117,9 @@ def _check_across_sections(params: Params, path: Path) -> None:
             raise UserError(f"{path}: train.{key} = {values} lists a value twice; list each once")
     if params.train.min_learning_rate > params.train.learning_rate:
         raise UserError(f"{path}: train.min_learning_rate must not exceed train.learning_rate")
+    if params.train.warmup_epochs >= params.train.epochs:
+        raise UserError(f"{path}: train.warmup_epochs = {params.train.warmup_epochs} leaves no epoch after the warm-up;"
+                        f" use fewer than train.epochs = {params.train.epochs}")
     # Checked here, so the first stage `dvc repro` runs stops before hours of work that would end at train@.
     for name in params.train.frameworks:
         missing = frameworks.missing_packages(name)

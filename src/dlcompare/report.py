@@ -155,7 +155,8 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
         f" → ReLU] → 2×2 max pool, filters {list(m.filters)}; {m.head.replace('_', ' ')} head"
         f"{', dense ' + str(m.dense_units) if m.dense_units else ''}, dropout {m.dropout}, sigmoid output. "
         f"{any_run['params']:,} parameters, {any_run['flops_per_image'] / 1e6:,.1f} MFLOPs per image (forward).",
-        f"- **Training**: {t.epochs} epoch{'s' if t.epochs != 1 else ''}, batch {t.batch_size}, Adam (learning rate {t.learning_rate}, {t.lr_schedule} "
+        f"- **Training**: {t.epochs} epoch{'s' if t.epochs != 1 else ''}, batch {t.batch_size}, Adam (learning rate {t.learning_rate}"
+        f"{f' after {t.warmup_epochs} linear warm-up epochs' if t.warmup_epochs else ''}, {t.lr_schedule} "
         f"schedule towards {t.min_learning_rate}, β1 {t.adam_beta_1}, β2 {t.adam_beta_2}, ε {t.adam_epsilon}), augmentation: "
         f"{'horizontal flip, ' if t.augment.flip else ''}shift up to {t.augment.shift:.0%}; seeds {list(result['seeds'])}; "
         "identical initial weights and batches for every framework.",

@@ -29,15 +29,19 @@ EPOCH_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
 def learning_rate(train: TrainParams, epoch: int) -> float:
-    """The learning rate of `epoch`: constant, or cosine decay towards min_learning_rate.
+    """The learning rate of `epoch`: a linear warm-up, then constant or cosine decay towards min_learning_rate.
 
-    The cosine reaches min_learning_rate one epoch after the last, so every
-    epoch trains (ending at the minimum made `epochs=2` one epoch of learning
-    when the minimum is 0).
+    Warm-up epoch w of W trains at (w + 1) / (W + 1) of learning_rate, so none
+    trains at 0. The cosine starts after the warm-up and reaches
+    min_learning_rate one epoch after the last, so every epoch trains (ending at
+    the minimum made `epochs=2` one epoch of learning when the minimum is 0).
     """
+    warmup = train.warmup_epochs
+    if epoch < warmup:
+        return train.learning_rate * (epoch + 1) / (warmup + 1)
     if train.lr_schedule == "constant":
         return train.learning_rate
-    progress = epoch / train.epochs
+    progress = (epoch - warmup) / (train.epochs - warmup)
     low, high = train.min_learning_rate, train.learning_rate
     return low + 0.5 * (high - low) * (1.0 + math.cos(math.pi * progress))
 
