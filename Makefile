@@ -26,6 +26,7 @@ test: install
 
 bench: install
 	$(VENV)/bin/python benchmarks/bench.py
+	$(VENV)/bin/python benchmarks/layers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -57,3 +57,26 @@ def test_quick_bench_writes_every_key(tmp_path):
         assert figures["time_to_accuracy"][framework] == expected
     assert any(reached and (reached["0.88"]["median"] or 0) > 0 for reached in figures["time_to_accuracy"].values())
     assert "time to accuracy" in result.stdout
+
+
+def test_layer_timings_cover_every_convolution_of_the_model(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "layers.py"), "--quick", "--engines", "torch,jax",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [written] = tmp_path.glob("*-layers-quick.json")
+    figures = json.loads(written.read_text())
+    assert list(figures) == ["torch", "jax"]
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench import settings
+
+    model = ModelSpec.from_params(settings(True, ["pytorch"])[0])  # --quick's model
+    for engine in figures.values():
+        assert list(engine["layers"]) == [name for name, *_ in model.convs()]
+        for (name, cin, cout, size, _), layer in zip(model.convs(), engine["layers"].values()):
+            flops = 2 * engine["batch"] * size * size * 9 * cin * cout
+            assert layer["forward"]["gflops"] == flops / layer["forward"]["median_ms"] / 1e6
+            low, high = layer["forward_backward"]["iqr_ms"]
+            assert low <= layer["forward_backward"]["median_ms"] <= high
+        conv_ms = sum(layer["forward_backward"]["median_ms"] for layer in engine["layers"].values())
+        assert engine["conv_ms"] == conv_ms and engine["conv_share"] == conv_ms / engine["step"]["median_ms"]
+    assert "of the step" in result.stdout

@@ -1,0 +1,213 @@
+"""Why a framework's training stays below the GEMM ceiling: its convolutions, layer by layer.
+
+`python benchmarks/layers.py [--engines torch,jax] [--quick]` measures, for each engine (TensorFlow, PyTorch,
+JAX) in its own process, with the thread settings training uses, at the training batch size and image size:
+
+  gemm_gflops     float32 GEMM through the engine (bench.py's measurement, same device)
+  layers.<conv>   that convolution alone: forward, and forward + backward (the kernel's gradient and, after
+                  the first layer, the input's: what training computes); milliseconds per batch and GFLOP/s
+  step_ms         the framework's whole training step on one batch (its train_batch adapter: the same code
+                  the equivalence tests drive), for the framework that runs on that engine alone
+  conv_share      the convolutions' forward + backward time as a share of that step; the rest is batch norm,
+                  ReLU, pooling, the dense head, the optimiser and dispatch
+
+So if an engine's convolutions alone stay below 0.4 of its GEMM, no training loop on it can reach 0.4; if they
+are above it and the step is not, the time goes elsewhere. Medians of repeated timings after warm-ups, with
+the interquartile range. Writes benchmarks/results/<host>-<date>-layers.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from bench import ROOT, engine_gemm_gflops, settings
+
+FRAMEWORK_OF_ENGINE = {"tensorflow": "tensorflow", "torch": "pytorch", "jax": "jax"}
+
+
+def timed(run, repeats: int) -> dict:
+    """Median and interquartile range, in ms, of `repeats` calls after three warm-up calls."""
+    for _ in range(3):
+        run()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - started) * 1e3)
+    q1, median, q3 = np.percentile(times, [25, 50, 75])
+    return {"median_ms": float(median), "iqr_ms": [float(q1), float(q3)]}
+
+
+def torch_convolutions(spec, batch: int):
+    """(forward, forward + backward) callables per conv layer, in PyTorch's channels_last layout as trained."""
+    import torch
+    import torch.nn.functional as F
+
+    from dlcompare.frameworks.runtime_torch import device
+
+    where, k = device(), spec.kernel_size
+    sync = torch.cuda.synchronize if where.type == "cuda" else (lambda: None)
+    layers = {}
+    for index, (name, cin, cout, size, _) in enumerate(spec.convs()):
+        def tensor(*shape):
+            return torch.rand(*shape, device=where).to(memory_format=torch.channels_last)
+
+        x, w, g = tensor(batch, cin, size, size), tensor(cout, cin, k, k), tensor(batch, cout, size, size)
+        wrt = [w.requires_grad_()] + ([x.requires_grad_()] if index else [])
+
+        def forward(x=x, w=w):
+            with torch.no_grad():
+                F.conv2d(x, w, padding="same")
+            sync()
+
+        def train(x=x, w=w, g=g, wrt=wrt):
+            torch.autograd.grad(F.conv2d(x, w, padding="same"), wrt, g)
+            sync()
+
+        layers[name] = (forward, train)
+    return layers
+
+
+def tensorflow_convolutions(spec, batch: int):
+    import tensorflow as tf
+
+    k, layers = spec.kernel_size, {}
+    for index, (name, cin, cout, size, _) in enumerate(spec.convs()):
+        x, w = tf.random.uniform((batch, size, size, cin)), tf.random.uniform((k, k, cin, cout))
+        g = tf.random.uniform((batch, size, size, cout))
+        forward = tf.function(lambda x=x, w=w: tf.nn.conv2d(x, w, 1, "SAME"))
+
+        @tf.function
+        def train(x=x, w=w, g=g, first=index == 0):
+            with tf.GradientTape() as tape:
+                tape.watch([x, w])
+                y = tf.nn.conv2d(x, w, 1, "SAME")
+            return tape.gradient(y, [w] if first else [w, x], output_gradients=g)
+
+        layers[name] = (forward, train)
+    return layers
+
+
+def jax_convolutions(spec, batch: int):
+    """jax_fw's own conv, jitted alone."""
+    import jax
+
+    from dlcompare.frameworks.jax_fw import conv
+
+    k, layers, keys = spec.kernel_size, {}, iter(jax.random.split(jax.random.key(0), 3 * len(spec.convs())))
+    for index, (name, cin, cout, size, _) in enumerate(spec.convs()):
+        x = jax.random.uniform(next(keys), (batch, size, size, cin))
+        w = jax.random.uniform(next(keys), (k, k, cin, cout))
+        g = jax.random.uniform(next(keys), (batch, size, size, cout))
+        forward = jax.jit(conv)
+        if index:
+            train = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g))
+        else:
+            train = jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g))
+        layers[name] = (lambda f=forward, x=x, w=w: jax.block_until_ready(f(x, w)),
+                        lambda f=train, x=x, w=w, g=g: jax.block_until_ready(f(x, w, g)))
+    return layers
+
+
+CONVOLUTIONS = {"torch": torch_convolutions, "tensorflow": tensorflow_convolutions, "jax": jax_convolutions}
+
+
+def child(engine: str, quick: bool) -> dict:
+    from dlcompare import frameworks
+    from dlcompare.batches import TrainBatches
+    from dlcompare.model_spec import ModelSpec
+
+    framework = FRAMEWORK_OF_ENGINE[engine]
+    params, sizes = settings(quick, [framework])
+    module = frameworks.load(framework, params.train.threads)
+    spec, batch = ModelSpec.from_params(params), params.train.batch_size
+    repeats = 5 if quick else 20
+    gemm, engine_settings = engine_gemm_gflops(engine, sizes["gemm_n"], sizes["gemm_repeats"])
+
+    layers, conv_ms = {}, 0.0
+    for (name, cin, cout, size, _), (forward, train) in zip(spec.convs(), CONVOLUTIONS[engine](spec, batch).values()):
+        flops = 2 * batch * size * size * spec.kernel_size**2 * cin * cout  # forward; backward: one more per gradient
+        passes = 3 if cin != 3 else 2
+        layer = {"shape": f"{size}x{size}x{cin} -> {cout}", "forward": timed(forward, repeats),
+                 "forward_backward": timed(train, repeats)}
+        layer["forward"]["gflops"] = flops / layer["forward"]["median_ms"] / 1e6
+        layer["forward_backward"]["gflops"] = passes * flops / layer["forward_backward"]["median_ms"] / 1e6
+        for part in ("forward", "forward_backward"):
+            layer[part]["fraction_of_gemm"] = layer[part]["gflops"] / gemm
+        conv_ms += layer["forward_backward"]["median_ms"]
+        layers[name] = layer
+
+    implementation = module.Implementation(spec, params.train, seed=0)
+    implementation.build(spec.initial_weights(0))
+    x = np.random.default_rng(0).integers(0, 256, size=(batch, spec.image_size, spec.image_size, 3), dtype=np.uint8)
+    images, labels = TrainBatches(x, np.arange(batch) % 2, batch, seed=0).batch(0, 0)
+
+    def ten_steps():
+        for _ in range(10):
+            implementation.train_batch(images, labels, params.train.learning_rate)
+        implementation.weights()  # waits for engines that dispatch asynchronously (JAX, GPUs)
+
+    ten = timed(ten_steps, max(3, repeats // 4))
+    step_time = {"median_ms": ten["median_ms"] / 10, "iqr_ms": [t / 10 for t in ten["iqr_ms"]]}
+    step_flops = 3 * spec.flops_per_image() * batch
+    return {"engine": engine, "framework": framework, "gemm_gflops": gemm, **engine_settings, "batch": batch,
+            "image_size": spec.image_size, "layers": layers, "step": {**step_time, "gflops": step_flops / step_time["median_ms"] / 1e6,
+            "fraction_of_gemm": step_flops / step_time["median_ms"] / 1e6 / gemm}, "conv_ms": conv_ms,
+            "conv_share": conv_ms / step_time["median_ms"]}
+
+
+def main() -> None:
+    import importlib.util
+
+    parser = argparse.ArgumentParser(description="per-layer convolution timings (see the module docstring)")
+    parser.add_argument("--engines", type=lambda text: text.split(","), default=None,
+                        help="comma-separated subset of tensorflow,torch,jax (default: those installed)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (tests); the numbers mean nothing")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for the JSON file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.quick)))
+        return
+    engines = args.engines or [e for e, modules in {"tensorflow": ["tensorflow"], "torch": ["torch"],
+                                                    "jax": ["jax", "optax"]}.items()
+                               if all(importlib.util.find_spec(m) for m in modules)]
+    unknown = sorted(set(engines) - set(FRAMEWORK_OF_ENGINE))
+    if unknown:
+        raise SystemExit(f"layers: unknown engine(s) {', '.join(unknown)}; use {', '.join(FRAMEWORK_OF_ENGINE)}")
+    results = {}
+    for engine in engines:
+        command = [sys.executable, __file__, *(["--quick"] if args.quick else []), "--child", engine]
+        ran = subprocess.run(command, capture_output=True, text=True)
+        if ran.returncode != 0:
+            raise SystemExit(f"layers: {engine} failed:\n{ran.stderr[-3000:]}")
+        results[engine] = json.loads(ran.stdout.strip().splitlines()[-1])
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_file = args.out / f"{socket.gethostname()}-{date.today().isoformat()}-layers{'-quick' if args.quick else ''}.json"
+    out_file.write_text(json.dumps(results, indent=2) + "\n")
+    for engine, r in results.items():
+        print(f"{engine} (steps of {r['framework']}), batch {r['batch']}, {r['image_size']} px, GEMM {r['gemm_gflops']:.0f} GFLOP/s:")
+        print(f"  {'layer':10}{'shape':>20}{'fwd ms':>9}{'GFLOP/s':>9}{'of GEMM':>9}{'fwd+bwd ms':>12}{'GFLOP/s':>9}{'of GEMM':>9}")
+        for name, layer in r["layers"].items():
+            f, t = layer["forward"], layer["forward_backward"]
+            print(f"  {name:10}{layer['shape']:>20}{f['median_ms']:9.2f}{f['gflops']:9.1f}{f['fraction_of_gemm']:9.2f}"
+                  f"{t['median_ms']:12.2f}{t['gflops']:9.1f}{t['fraction_of_gemm']:9.2f}")
+        s = r["step"]
+        print(f"  whole training step {s['median_ms']:.2f} ms (IQR {s['iqr_ms'][0]:.2f}-{s['iqr_ms'][1]:.2f}), "
+              f"{s['gflops']:.1f} GFLOP/s, {s['fraction_of_gemm']:.2f} of GEMM; convolutions alone {r['conv_ms']:.2f} ms, "
+              f"{r['conv_share']:.0%} of the step")
+    print(f"written: {out_file}")
+
+
+if __name__ == "__main__":
+    main()
