@@ -36,7 +36,16 @@ def conv(x, kernel):
 
 
 def max_pool(x):
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    """2x2 max pooling, stride 2, "VALID" (an odd last row or column is dropped).
+
+    As a max over reshaped windows rather than `lax.reduce_window`: the same values, but its gradient is an
+    elementwise mask instead of XLA's select-and-scatter, which on the CPU made the training step 1.4x slower
+    (README, Performance). Ties split the gradient instead of giving it to one element; after ReLU the only
+    ties are zeros, whose gradient ReLU discards anyway.
+    """
+    batch, height, width, channels = x.shape
+    x = x[:, : height // 2 * 2, : width // 2 * 2]
+    return x.reshape(batch, height // 2, 2, width // 2, 2, channels).max(axis=(2, 4))
 
 
 def batch_norm(x, params, stats, name, spec, training):
