@@ -149,14 +149,16 @@ def test_checkpoint_of_other_params_or_code_is_not_resumed(tmp_path, tiny_prepar
 
 
 def test_learning_rate_warms_up_linearly_then_follows_the_whole_cosine():
-    warm = TrainParams(epochs=6, learning_rate=0.01, warmup_epochs=2, min_learning_rate=0.001)
+    warm = TrainParams(epochs=6, learning_rate=0.01, warmup_fraction=0.34, min_learning_rate=0.001)
+    assert warm.warmup_epochs == 2
+    assert [TrainParams(epochs=n, warmup_fraction=0.125).warmup_epochs for n in (1, 2, 8, 16, 30)] == [0, 0, 1, 2, 3]
     rates = [learning_rate(warm, epoch) for epoch in range(6)]
     assert rates[:3] == pytest.approx([0.01 / 3, 0.02 / 3, 0.01])
     # After the warm-up: the same cosine a run of the remaining epochs would have, never down to the minimum.
     rest = TrainParams(epochs=4, learning_rate=0.01, min_learning_rate=0.001)
     assert rates[2:] == pytest.approx([learning_rate(rest, epoch) for epoch in range(4)])
     assert all(a > b for a, b in zip(rates[2:], rates[3:])) and rates[-1] > 0.001
-    constant = TrainParams(epochs=4, learning_rate=0.01, warmup_epochs=1, lr_schedule="constant")
+    constant = TrainParams(epochs=4, learning_rate=0.01, warmup_fraction=0.25, lr_schedule="constant")
     assert [learning_rate(constant, epoch) for epoch in range(4)] == pytest.approx([0.005, 0.01, 0.01, 0.01])
 
 
@@ -170,7 +172,7 @@ def test_learning_rate_warms_up_linearly_then_follows_the_whole_cosine():
         ({"train": {"seeds": []}}, "train.seeds"),
         ({"prepare": {"image_size": 32}, "model": {"filters": [8, 8, 8, 8, 8, 8]}}, "prepare.image_size"),
         ({"model": {"dropout": 1.5}}, "model.dropout"),
-        ({"train": {"epochs": 3, "warmup_epochs": 3}}, "train.warmup_epochs"),
+        ({"train": {"warmup_fraction": 1.0}}, "train.warmup_fraction"),
     ],
 )
 def test_bad_params_fail_at_once_naming_the_key(tmp_path, tiny_prepared, overrides, key):

@@ -7,6 +7,8 @@ instead of after an hour of training.
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -76,12 +78,18 @@ class TrainParams(Section):
     learning_rate: float = Field(default=5e-3, gt=0.0)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     min_learning_rate: float = Field(default=0.0, ge=0.0)
-    warmup_epochs: int = Field(default=0, ge=0)
+    warmup_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
     adam_beta_1: float = Field(default=0.9, ge=0.0, lt=1.0)
     adam_beta_2: float = Field(default=0.999, ge=0.0, lt=1.0)
     adam_epsilon: float = Field(default=1e-7, gt=0.0)
     augment: AugmentParams = AugmentParams()
     threads: int = Field(default=0, ge=0)
+
+    @property
+    def warmup_epochs(self) -> int:
+        """The whole epochs of warm-up: warmup_fraction of the run, rounded down, so a short run keeps its
+        schedule (`dvc exp run -S train.epochs=2` warms up for none) and never warms up for all of it."""
+        return math.floor(self.warmup_fraction * self.epochs + 1e-9)
 
 
 class EvaluateParams(Section):
@@ -117,9 +125,6 @@ def _check_across_sections(params: Params, path: Path) -> None:
             raise UserError(f"{path}: train.{key} = {values} lists a value twice; list each once")
     if params.train.min_learning_rate > params.train.learning_rate:
         raise UserError(f"{path}: train.min_learning_rate must not exceed train.learning_rate")
-    if params.train.warmup_epochs >= params.train.epochs:
-        raise UserError(f"{path}: train.warmup_epochs = {params.train.warmup_epochs} leaves no epoch after the warm-up;"
-                        f" use fewer than train.epochs = {params.train.epochs}")
     # Checked here, so the first stage `dvc repro` runs stops before hours of work that would end at train@.
     for name in params.train.frameworks:
         missing = frameworks.missing_packages(name)
