@@ -11,9 +11,9 @@ Measures, on this machine and in this run:
                    memory-mapped dataset
   tutorials        the pipeline a user of each framework would start from, on shared images re-encoded at
                    500x375 like the original downloads: keras-io "Image classification from scratch"
-                   (image_dataset_from_directory, augmentation layers in a tf.data map, prefetch, fit) for the
-                   Keras family and TensorFlow; PyTorch's ImageFolder + DataLoader feeding the framework's own
-                   step for pytorch and jax (JAX's documentation trains with PyTorch data loading)
+                   (image_dataset_from_directory, augmentation layers in a tf.data map, prefetch, fit) on the
+                   Keras backend each Keras framework runs on, and on TensorFlow for tensorflow; PyTorch's
+                   ImageFolder + DataLoader feeding the framework's own step for pytorch and jax (JAX's documentation trains with PyTorch data loading)
   inference.<fw>   latency of one image (p50, p95) and batched images/s
   time_to_accuracy.<fw>  not trained here (that takes the whole recipe): copied from the pipeline's last
                    `compare` (reports/comparison.json), the median over its seeds of the training seconds until
@@ -303,15 +303,17 @@ def _tutorial_jpegs(source: Path, folder: Path, count: int) -> int:
 JPEG_SIZE = "500x375, re-encoded from the shared 200x200 images"
 
 
-def child_tutorial(source: Path, quick: bool) -> dict:
-    """The keras-io "Image classification from scratch" pipeline, on JPEG files of the original size."""
-    from dlcompare.frameworks import runtime_tensorflow
+def child_tutorial(framework: str, source: Path, quick: bool) -> dict:
+    """The keras-io "Image classification from scratch" pipeline, on JPEG files of the original size, on the
+    Keras backend `framework` runs on (tensorflow's users would start from the same page, on TensorFlow)."""
+    from dlcompare import frameworks
     from dlcompare.model_spec import ModelSpec
 
-    params, sizes = settings(quick, ["keras"])
-    runtime_tensorflow.configure(params.train.threads, 0)
+    params, sizes = settings(quick, [framework])
+    frameworks.load(framework, params.train.threads)  # sets KERAS_BACKEND before Keras is imported
+    frameworks.runtime(frameworks.REGISTRY[framework].runtime).configure(params.train.threads, 0)
     import keras
-    import tensorflow as tf
+    import tensorflow as tf  # image_dataset_from_directory returns a tf.data pipeline on every backend
 
     from dlcompare.frameworks.keras_fw import build_model
 
@@ -322,8 +324,16 @@ def child_tutorial(source: Path, quick: bool) -> dict:
             folder, image_size=(size, size), batch_size=params.train.batch_size, label_mode="binary", seed=0,
             verbose=False)
         shift = params.train.augment.shift
-        augmentation = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomTranslation(shift, shift)])
-        dataset = dataset.map(lambda x, y: (augmentation(x) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
+        # As keras-io does: each augmentation layer called in the tf.data map (a Sequential there works on
+        # TensorFlow only; a single preprocessing layer switches to TensorFlow inside tf.data on every backend).
+        augmentation = [keras.layers.RandomFlip("horizontal"), keras.layers.RandomTranslation(shift, shift)]
+
+        def augment(images):
+            for layer in augmentation:
+                images = layer(images)
+            return images
+
+        dataset = dataset.map(lambda x, y: (augment(x) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
         dataset = dataset.prefetch(tf.data.AUTOTUNE)
         model = build_model(ModelSpec.from_params(params))
         model.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate), loss="binary_crossentropy",
@@ -332,7 +342,8 @@ def child_tutorial(source: Path, quick: bool) -> dict:
         model.fit(dataset, epochs=sizes["epochs"], verbose=0, callbacks=[_epoch_timer(times)])
     rate, _ = _epoch_rates(times, count)
     return {"tutorial_images_per_s": rate, "images": count, "jpeg_size": JPEG_SIZE,
-            "pipeline": "keras-io: image_dataset_from_directory, augmentation layers in a tf.data map, prefetch; fit"}
+            "pipeline": f"keras-io on Keras' {keras.backend.backend()} backend: image_dataset_from_directory, "
+                        "augmentation layers in a tf.data map, prefetch; fit"}
 
 
 def child_loader_tutorial(framework: str, source: Path, quick: bool) -> dict:
@@ -395,9 +406,11 @@ def child_loader_tutorial(framework: str, source: Path, quick: bool) -> dict:
             "pipeline": "PyTorch tutorial: ImageFolder + DataLoader (PIL resize, flip, translate), the framework's step"}
 
 
-# Which tutorial a user of each framework would start from.
-TUTORIAL_OF = {"keras": "keras", "tensorflow": "keras", "keras-jax": "keras", "keras-torch": "keras",
-               "pytorch": "loader", "jax": "loader"}
+# The tutorial a user of each framework would start from: (kind of child, name in the results, framework it runs as).
+TUTORIAL_OF = {"keras": ("tutorial", "keras-io", "keras"), "tensorflow": ("tutorial", "keras-io", "keras"),
+               "keras-jax": ("tutorial", "keras-io-jax", "keras-jax"),
+               "keras-torch": ("tutorial", "keras-io-torch", "keras-torch"),
+               "pytorch": ("loader", "pytorch", "pytorch"), "jax": ("loader", "jax", "jax")}
 
 
 def frameworks_imported() -> list[str]:
@@ -430,7 +443,7 @@ def main() -> None:
     if args.child:
         kind, name, path = args.child
         work = {"framework": child_framework, "memory": child_memory}
-        work.update(tutorial=lambda _, source, quick: child_tutorial(source, quick), loader=child_loader_tutorial)
+        work.update(tutorial=child_tutorial, loader=child_loader_tutorial)
         result = work[kind](name, Path(path), args.quick)
         print(json.dumps({**result, "frameworks_imported": frameworks_imported()}))
         return
@@ -473,12 +486,11 @@ def main() -> None:
         for train in results["train"].values():
             train["fraction_of_gemm"] = train["gflops"] / results["gemm_gflops"]
         results["tutorials"] = {}
-        if any(TUTORIAL_OF[f] == "keras" for f in chosen):  # one keras-io measurement serves the Keras family
-            results["tutorials"]["keras-io"] = run_child(args.quick, "tutorial", "-", str(args.source))
         for framework in chosen:
-            if TUTORIAL_OF[framework] == "loader":
-                results["tutorials"][framework] = run_child(args.quick, "loader", framework, str(args.source))
-            tutorial = results["tutorials"]["keras-io" if TUTORIAL_OF[framework] == "keras" else framework]
+            kind, name, runs_as = TUTORIAL_OF[framework]
+            if name not in results["tutorials"]:  # keras and tensorflow share the keras-io run on TensorFlow
+                results["tutorials"][name] = run_child(args.quick, kind, runs_as, str(args.source))
+            tutorial = results["tutorials"][name]
             train = results["train"][framework]
             train["tutorial_images_per_s"] = tutorial["tutorial_images_per_s"]
             train["speedup_vs_tutorial"] = train["images_per_s"] / tutorial["tutorial_images_per_s"]
@@ -517,7 +529,7 @@ def print_table(results: dict, params, sizes: dict, out_file: Path) -> None:
               f"{t['fraction_of_gemm']:9.2f}{t['first_epoch_overhead_s']:13.2f}{t['peak_rss_mb']:9.0f}"
               f"{t['full_dataset_peak_rss_mb']:8.0f}{t['speedup_vs_tutorial']:12.2f}")
     for name, b in results["tutorials"].items():
-        print(f"tutorial {name:11} {b['tutorial_images_per_s']:8.1f} images/s ({b['images']} JPEGs, {b['jpeg_size']}): {b['pipeline']}")
+        print(f"tutorial {name:14} {b['tutorial_images_per_s']:8.1f} images/s ({b['images']} JPEGs, {b['jpeg_size']}): {b['pipeline']}")
     for name, i in results["inference"].items():
         print(f"inference {name:11} latency p50 {i['latency_ms_p50']:.2f} ms, p95 {i['latency_ms_p95']:.2f} ms; "
               f"{i['images_per_s']:.0f} images/s at batch {i['batch_size']} (median of 3 passes)")

@@ -3,7 +3,8 @@
 `python benchmarks/layers.py [--engines torch,jax] [--quick]` measures, for each engine (TensorFlow, PyTorch,
 JAX) in its own process, with the thread settings training uses, at the training batch size and image size:
 
-  gemm_gflops     float32 GEMM through the engine (bench.py's measurement, same device)
+  gemm_gflops     float32 GEMM through the engine (bench.py's measurement, same device); fractions are of the
+                  fastest engine's figure, the machine's ceiling as in bench.py
   layers.<conv>   that convolution alone: forward, and forward + backward (the kernel's gradient and, after
                   the first layer, the input's: what training computes); milliseconds per batch and GFLOP/s
   step_ms         the framework's whole training step on one batch (its train_batch adapter: the same code
@@ -11,7 +12,7 @@ JAX) in its own process, with the thread settings training uses, at the training
   conv_share      the convolutions' forward + backward time as a share of that step; the rest is batch norm,
                   ReLU, pooling, the dense head, the optimiser and dispatch
 
-So if an engine's convolutions alone stay below 0.4 of its GEMM, no training loop on it can reach 0.4; if they
+So if an engine's convolutions alone stay below 0.4 of the ceiling, no training loop on it can reach 0.4; if they
 are above it and the step is not, the time goes elsewhere. Medians of repeated timings after warm-ups, with
 the interquartile range. Writes benchmarks/results/<host>-<date>-layers.json.
 """
@@ -142,8 +143,6 @@ def child(engine: str, quick: bool) -> dict:
                  "forward_backward": timed(train, repeats)}
         layer["forward"]["gflops"] = flops / layer["forward"]["median_ms"] / 1e6
         layer["forward_backward"]["gflops"] = passes * flops / layer["forward_backward"]["median_ms"] / 1e6
-        for part in ("forward", "forward_backward"):
-            layer[part]["fraction_of_gemm"] = layer[part]["gflops"] / gemm
         conv_ms += layer["forward_backward"]["median_ms"]
         layers[name] = layer
 
@@ -161,9 +160,8 @@ def child(engine: str, quick: bool) -> dict:
     step_time = {"median_ms": ten["median_ms"] / 10, "iqr_ms": [t / 10 for t in ten["iqr_ms"]]}
     step_flops = 3 * spec.flops_per_image() * batch
     return {"engine": engine, "framework": framework, "gemm_gflops": gemm, **engine_settings, "batch": batch,
-            "image_size": spec.image_size, "layers": layers, "step": {**step_time, "gflops": step_flops / step_time["median_ms"] / 1e6,
-            "fraction_of_gemm": step_flops / step_time["median_ms"] / 1e6 / gemm}, "conv_ms": conv_ms,
-            "conv_share": conv_ms / step_time["median_ms"]}
+            "image_size": spec.image_size, "layers": layers, "step": {**step_time, "gflops": step_flops / step_time["median_ms"] / 1e6},
+            "conv_ms": conv_ms, "conv_share": conv_ms / step_time["median_ms"]}
 
 
 def main() -> None:
@@ -192,11 +190,17 @@ def main() -> None:
         if ran.returncode != 0:
             raise SystemExit(f"layers: {engine} failed:\n{ran.stderr[-3000:]}")
         results[engine] = json.loads(ran.stdout.strip().splitlines()[-1])
+    # As in bench.py: the machine's ceiling is the fastest GEMM any engine gave (engines' BLAS differ by 2x here).
+    ceiling = max(r["gemm_gflops"] for r in results.values())
+    for r in results.values():
+        for part in [r["step"], *(layer[p] for layer in r["layers"].values() for p in ("forward", "forward_backward"))]:
+            part["fraction_of_gemm"] = part["gflops"] / ceiling
     args.out.mkdir(parents=True, exist_ok=True)
     out_file = args.out / f"{socket.gethostname()}-{date.today().isoformat()}-layers{'-quick' if args.quick else ''}.json"
     out_file.write_text(json.dumps(results, indent=2) + "\n")
     for engine, r in results.items():
-        print(f"{engine} (steps of {r['framework']}), batch {r['batch']}, {r['image_size']} px, GEMM {r['gemm_gflops']:.0f} GFLOP/s:")
+        print(f"{engine} (steps of {r['framework']}), batch {r['batch']}, {r['image_size']} px, its GEMM "
+              f"{r['gemm_gflops']:.0f} GFLOP/s, fractions of the ceiling {ceiling:.0f}:")
         print(f"  {'layer':10}{'shape':>20}{'fwd ms':>9}{'GFLOP/s':>9}{'of GEMM':>9}{'fwd+bwd ms':>12}{'GFLOP/s':>9}{'of GEMM':>9}")
         for name, layer in r["layers"].items():
             f, t = layer["forward"], layer["forward_backward"]

@@ -38,7 +38,9 @@ def test_quick_bench_writes_every_key(tmp_path):
     assert set(figures["engines"]) == {"tensorflow", "torch", "jax"}
     assert figures["gemm_gflops"] == max(engine["gemm_gflops"] for engine in figures["engines"].values()) > 0
     assert figures["prepare"]["images_per_s"] > 0
-    assert set(figures["tutorials"]) == {"keras-io", "pytorch", "jax"}
+    assert set(figures["tutorials"]) == {"keras-io", "keras-io-jax", "keras-io-torch", "pytorch", "jax"}
+    for name, backend in (("keras-io", "tensorflow"), ("keras-io-jax", "jax"), ("keras-io-torch", "torch")):
+        assert f"Keras' {backend} backend" in figures["tutorials"][name]["pipeline"]
     assert all(tutorial["tutorial_images_per_s"] > 0 for tutorial in figures["tutorials"].values())
     assert set(figures["train"]) == set(NAMES)
     for framework in NAMES:
@@ -70,11 +72,13 @@ def test_layer_timings_cover_every_convolution_of_the_model(tmp_path):
     from bench import settings
 
     model = ModelSpec.from_params(settings(True, ["pytorch"])[0])  # --quick's model
+    ceiling = max(engine["gemm_gflops"] for engine in figures.values())
     for engine in figures.values():
         assert list(engine["layers"]) == [name for name, *_ in model.convs()]
         for (name, cin, cout, size, _), layer in zip(model.convs(), engine["layers"].values()):
             flops = 2 * engine["batch"] * size * size * 9 * cin * cout
             assert layer["forward"]["gflops"] == flops / layer["forward"]["median_ms"] / 1e6
+            assert layer["forward"]["fraction_of_gemm"] == layer["forward"]["gflops"] / ceiling
             low, high = layer["forward_backward"]["iqr_ms"]
             assert low <= layer["forward_backward"]["median_ms"] <= high
         conv_ms = sum(layer["forward_backward"]["median_ms"] for layer in engine["layers"].values())

@@ -75,10 +75,10 @@ class TrainParams(Section):
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0], min_length=1)
     epochs: int = Field(default=16, ge=1)
     batch_size: int = Field(default=64, ge=1)
-    learning_rate: float = Field(default=5e-3, gt=0.0)
+    learning_rate: float = Field(default=1e-2, gt=0.0)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     min_learning_rate: float = Field(default=0.0, ge=0.0)
-    warmup_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
+    warmup_fraction: float = Field(default=0.125, ge=0.0, lt=1.0)
     adam_beta_1: float = Field(default=0.9, ge=0.0, lt=1.0)
     adam_beta_2: float = Field(default=0.999, ge=0.0, lt=1.0)
     adam_epsilon: float = Field(default=1e-7, gt=0.0)
