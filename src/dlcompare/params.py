@@ -8,7 +8,6 @@ instead of after an hour of training.
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
