@@ -134,7 +134,8 @@ def test_checkpoint_of_other_params_or_code_is_not_resumed(tmp_path, tiny_prepar
     project = tiny_project(tmp_path / "p", tiny_prepared)
     run_cli("train", "-f", "tensorflow", "-s", "0", cwd=project, check=True)
     assert "(2 of 2 epochs recorded)" in run_cli("train", "-f", "tensorflow", "-s", "0", cwd=project, check=True).stdout
-    changed = tiny_project(tmp_path / "q", tiny_prepared, {"train": {"learning_rate": 0.01}})
+    other_rate = TrainParams().learning_rate * 2  # not the default, whatever the default is
+    changed = tiny_project(tmp_path / "q", tiny_prepared, {"train": {"learning_rate": other_rate}})
     shutil.copytree(project / "checkpoints", changed / "checkpoints")
     result = run_cli("train", "-f", "tensorflow", "-s", "0", cwd=changed, check=True)
     assert "resuming" not in result.stdout
