@@ -136,9 +136,10 @@ def child(engine: str, quick: bool) -> dict:
     gemm, engine_settings = engine_gemm_gflops(engine, sizes["gemm_n"], sizes["gemm_repeats"])
 
     layers, conv_ms = {}, 0.0
-    for (name, cin, cout, size, _), (forward, train) in zip(spec.convs(), CONVOLUTIONS[engine](spec, batch).values()):
+    timers = CONVOLUTIONS[engine](spec, batch).values()
+    for index, ((name, cin, cout, size, _), (forward, train)) in enumerate(zip(spec.convs(), timers)):
         flops = 2 * batch * size * size * spec.kernel_size**2 * cin * cout  # forward; backward: one more per gradient
-        passes = 3 if cin != 3 else 2
+        passes = 3 if index else 2  # the first layer's input needs no gradient, as the timers above
         layer = {"shape": f"{size}x{size}x{cin} -> {cout}", "forward": timed(forward, repeats),
                  "forward_backward": timed(train, repeats)}
         layer["forward"]["gflops"] = flops / layer["forward"]["median_ms"] / 1e6
