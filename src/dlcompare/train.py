@@ -159,7 +159,10 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
 
     _log_curves(curves_dir / run, history)
 
-    with building_dir(models / run) as directory:
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # Keras' saving imports TensorFlow on every backend where it is installed (0.7 GB, and C++ start-up lines on
+    # stderr); training did not need it, so the peak is taken before and those lines are hidden.
+    with building_dir(models / run) as directory, frameworks.native_stderr_hidden():
         implementation.save(directory)
 
     train_seconds = [record["train_seconds"] for record in history]
@@ -183,7 +186,7 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
         "images_per_s": round(batches.steps * batches.batch_size / epoch_median, 1),
         "time_to_accuracy": time_to_accuracy(history),
         "images_per_epoch": batches.steps * batches.batch_size,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_rss_mb, 1),
         "params": spec.parameter_count(),
         "flops_per_image": spec.flops_per_image(),
         "lines_of_code": effort["own"],

@@ -94,8 +94,6 @@ def load(name: str, threads: int = 0) -> ModuleType:
                                f"Keras on {sys.modules['keras'].backend.backend()}; run it in its own process")
         os.environ["KERAS_BACKEND"] = entry.keras_backend
     with native_stderr_hidden():
-        if entry.keras_backend and importlib.util.find_spec("tensorflow"):
-            import tensorflow  # noqa: F401  (Keras loads it lazily on every backend, mid-run, with its C++ chatter)
         return importlib.import_module(f"dlcompare.frameworks.{entry.module}")
 
 
@@ -104,8 +102,7 @@ def native_stderr_hidden():
     """Hide what native code writes to the process's stderr while a framework loads.
 
     TensorFlow's C++ start-up lines (oneDNN notice, CUDA stub, absl preamble)
-    are written before any log setting applies, twice per process, and Keras
-    imports TensorFlow on every backend when it is installed. Python
+    are written before any log setting applies, twice per process. Python
     exceptions are unaffected: they are raised and printed after this block.
     """
     sys.stderr.flush()

@@ -26,7 +26,7 @@ MODEL_FILE = "model.keras"
 runtime = frameworks.runtime(keras.backend.backend())  # threads, seeds, determinism of the engine underneath
 
 
-def build_model(spec) -> keras.Sequential:
+def build_model(spec, seed: int | None = None) -> keras.Sequential:
     model = keras.Sequential(name="dlcompare_cnn")
     model.add(keras.Input(shape=(spec.image_size, spec.image_size, 3)))
     for name, _, width, _, pool_after in spec.convs():
@@ -39,7 +39,7 @@ def build_model(spec) -> keras.Sequential:
     model.add(keras.layers.GlobalAveragePooling2D() if spec.head == "global_avg" else keras.layers.Flatten())
     if spec.dense_units:
         model.add(keras.layers.Dense(spec.dense_units, activation="relu", name="dense"))
-    model.add(keras.layers.Dropout(spec.dropout, name="dropout"))
+    model.add(keras.layers.Dropout(spec.dropout, seed=seed, name="dropout"))
     model.add(keras.layers.Dense(1, activation="sigmoid", name="output"))
     return model
 
@@ -140,9 +140,10 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
 class Implementation(Framework):
     def build(self, weights):
+        # The runtime seeds Python, NumPy and the engine; not keras.utils.set_random_seed, which imports
+        # TensorFlow on every backend to seed it (0.7 GB on JAX and PyTorch, where nothing here uses it).
         self.runtime = runtime.configure(self.train.threads, self.seed)
-        keras.utils.set_random_seed(self.seed)
-        self.model = build_model(self.spec)
+        self.model = build_model(self.spec, self.seed)
         for name, variable in layer_variables(self.model).items():
             variable.assign(weights[name])
         optimizer = keras.optimizers.Adam(
