@@ -13,7 +13,6 @@ entry's runtime has set the environment the framework reads at import time
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 from contextlib import contextmanager
@@ -99,7 +98,7 @@ def load(name: str, threads: int = 0) -> ModuleType:
 
 @contextmanager
 def native_stderr_hidden():
-    """Hide what native code writes to the process's stderr while a framework loads.
+    """Hide what native code writes to the process's stderr while a framework loads (or Keras saves).
 
     TensorFlow's C++ start-up lines (oneDNN notice, CUDA stub, absl preamble)
     are written before any log setting applies, twice per process. Python
