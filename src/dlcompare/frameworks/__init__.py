@@ -92,8 +92,23 @@ def load(name: str, threads: int = 0) -> ModuleType:
             raise RuntimeError(f"{name} needs Keras on {entry.keras_backend}, but this process already imported "
                                f"Keras on {sys.modules['keras'].backend.backend()}; run it in its own process")
         os.environ["KERAS_BACKEND"] = entry.keras_backend
-    with native_stderr_hidden():
+    # Keras (TensorFlow's too) imports JAX whenever it is installed (its Orbax checkpoint callback, 0.14 GB of
+    # memory); a user of TensorFlow or PyTorch who installed only that engine never loads it, nor does the comparison.
+    unused_engines = ("jax",) if entry.runtime != "jax" else ()
+    with native_stderr_hidden(), imports_hidden(unused_engines):
         return importlib.import_module(f"dlcompare.frameworks.{entry.module}")
+
+
+@contextmanager
+def imports_hidden(packages: tuple[str, ...]):
+    """Make `import <package>` fail for the not-yet-imported `packages` (optional imports take their fallback)."""
+    hidden = [package for package in packages if package not in sys.modules]
+    sys.modules.update(dict.fromkeys(hidden))
+    try:
+        yield
+    finally:
+        for package in hidden:
+            del sys.modules[package]
 
 
 @contextmanager
