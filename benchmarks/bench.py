@@ -61,7 +61,7 @@ def settings(quick: bool, frameworks: list[str]):
 
     params = load_params(ROOT / "params.yaml", frameworks)
     if not quick:
-        return params, {"train_images": 2048, "epochs": 4, "prepare_repeats": 3, "gemm_n": 2048, "gemm_repeats": 5,
+        return params, {"train_images": 2048, "epochs": 6, "prepare_repeats": 3, "gemm_n": 2048, "gemm_repeats": 5,
                         "latency_runs": 50, "tutorial_images": 2048, "full_dataset": FULL_DATASET}
     params = params.model_copy(update={
         "prepare": params.prepare.model_copy(update={"image_size": 32}),
@@ -165,6 +165,14 @@ def _epoch_rates(seconds: list[float], images: int) -> tuple[float, float]:
     return images / steady, seconds[0] - steady
 
 
+def _rate_range(seconds: list[float], images: int) -> list[float]:
+    """[slowest, fastest] images/s over the steady epochs: the spread around `_epoch_rates`' median."""
+    from dlcompare.train import steady_epochs
+
+    steady = steady_epochs(seconds)
+    return [images / max(steady), images / min(steady)]
+
+
 def _epoch_timer(times: list):
     import keras
 
@@ -218,13 +226,15 @@ def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
                                   checkpoint_dir=Path(checkpoints))
         implementation.fit(session)
     images = batches.steps * batches.batch_size
-    ours, first_overhead = _epoch_rates([session.history[e]["train_seconds"] for e in range(train.epochs)], images)
+    harness_seconds = [session.history[e]["train_seconds"] for e in range(train.epochs)]
+    ours, first_overhead = _epoch_rates(harness_seconds, images)
 
     bare = module.Implementation(spec, train, seed=0)
     bare.build(spec.initial_weights(0))
     x_float = to_float(x[:images])
     y_float = y[:images].astype(np.float32)[:, None]
-    bare_rate, _ = _epoch_rates(bare_steps(bare, x_float, y_float, train.batch_size, train.epochs), images)
+    bare_seconds = bare_steps(bare, x_float, y_float, train.batch_size, train.epochs)
+    bare_rate, _ = _epoch_rates(bare_seconds, images)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # training's (Keras' saving imports TensorFlow)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -247,6 +257,7 @@ def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
         "engine": {"name": engine, "gemm_gflops": gemm, **engine_settings},
         "train": {
             "images_per_s": ours, "bare_images_per_s": bare_rate, "first_epoch_overhead_s": first_overhead,
+            "images_per_s_range": _rate_range(harness_seconds, images), "bare_images_per_s_range": _rate_range(bare_seconds, images),
             "peak_rss_mb": peak_rss_mb,
             "gflops": 3 * flops * ours / 1e9, "flops_per_image": flops, "epochs_timed": train.epochs - 1,
         },
@@ -473,6 +484,9 @@ def main() -> None:
             memory = run_child(args.quick, "memory", framework, prepared)
             train = measured["train"]
             train["harness_overhead"] = 1 - train["images_per_s"] / train["bare_images_per_s"]
+            # Bounds from the epochs' spread: an overhead whose range holds 0 is not one this run can show.
+            (slowest, fastest), (bare_slowest, bare_fastest) = train["images_per_s_range"], train["bare_images_per_s_range"]
+            train["harness_overhead_range"] = [1 - fastest / bare_slowest, 1 - slowest / bare_fastest]
             train["full_dataset_peak_rss_mb"] = memory["peak_rss_mb"]
             train["full_dataset_images"] = memory["images"]
             train["frameworks_imported"] = memory["frameworks_imported"]  # by training alone, as the memory figure is
@@ -523,10 +537,12 @@ def print_table(results: dict, params, sizes: dict, out_file: Path) -> None:
           f"{results['prepare']['images_per_s']:.0f} images/s")
     print(f"training at {params.prepare.image_size} px, batch {params.train.batch_size}, {sizes['train_images']} images per epoch, "
           f"median of {sizes['epochs'] - 1} epochs after a warm-up epoch; 25k MB: one epoch over {sizes['full_dataset']:,} images")
-    print(f"{'':12}{'images/s':>10}{'bare':>9}{'overhead':>10}{'GFLOP/s':>9}{'of GEMM':>9}{'1st epoch +s':>13}"
+    print(f"{'':12}{'images/s':>10}{'bare':>9}{'overhead (range)':>22}{'GFLOP/s':>9}{'of GEMM':>9}{'1st epoch +s':>13}"
           f"{'peak MB':>9}{'25k MB':>8}{'vs tutorial':>12}")
     for name, t in results["train"].items():
-        print(f"{name:12}{t['images_per_s']:10.1f}{t['bare_images_per_s']:9.1f}{t['harness_overhead']:10.3f}{t['gflops']:9.1f}"
+        low, high = t["harness_overhead_range"]
+        print(f"{name:12}{t['images_per_s']:10.1f}{t['bare_images_per_s']:9.1f}"
+              f"{t['harness_overhead']:7.3f} ({low:6.3f}..{high:6.3f}){t['gflops']:9.1f}"
               f"{t['fraction_of_gemm']:9.2f}{t['first_epoch_overhead_s']:13.2f}{t['peak_rss_mb']:9.0f}"
               f"{t['full_dataset_peak_rss_mb']:8.0f}{t['speedup_vs_tutorial']:12.2f}")
     for name, b in results["tutorials"].items():

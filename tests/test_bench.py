@@ -49,6 +49,11 @@ def test_quick_bench_writes_every_key(tmp_path):
                     "harness_overhead", "speedup_vs_tutorial", "full_dataset_peak_rss_mb"):
             assert isinstance(train[key], float), key
         assert train["fraction_of_gemm"] == train["gflops"] / figures["gemm_gflops"]
+        for rate in ("images_per_s", "bare_images_per_s"):  # the median lies within the epochs' spread
+            slowest, fastest = train[f"{rate}_range"]
+            assert slowest <= train[rate] <= fastest, (framework, rate)
+        low, high = train["harness_overhead_range"]
+        assert low <= train["harness_overhead"] <= high, framework
         # Training loads only its own engine: Keras on JAX or PyTorch without TensorFlow (~0.7 GB; only its
         # model.save loads it), Keras on TensorFlow or PyTorch without JAX (Keras' optional import, 0.14 GB).
         for engine in ("tensorflow", "jax"):
