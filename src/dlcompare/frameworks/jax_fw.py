@@ -4,9 +4,6 @@ The parameters are a flat dict keyed by the canonical weight names (the
 pytree needs no structure of its own), batch-norm moving statistics a second
 dict that the step returns updated. The optimiser is `optax.adam` wrapped in
 `optax.inject_hyperparams`, so the epoch's learning rate is set in its state.
-Training is data parallel over every device (`jax.sharding`): the state is
-replicated, each batch split along its first axis, and XLA partitions the one
-jitted step, batch-norm statistics and gradients reduced over the whole batch.
 Checkpoints and the saved model are NumPy `.npz` files of those pytrees.
 """
 
@@ -22,7 +19,6 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dlcompare.batches import EvalBatches
 from dlcompare.frameworks import runtime_jax as runtime
@@ -117,15 +113,8 @@ class Implementation(Framework):
         self.runtime = runtime.configure(self.train.threads, self.seed)
         self.optimizer = keras_adam(self.train)
         params, stats = split_weights(weights)
-        mesh = Mesh(np.array(jax.devices()), ("batch",))
-        self.replicated, self.split_batch = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("batch"))
-        self.state = jax.device_put(TrainState(params, stats, self.optimizer.init(params)), self.replicated)
+        self.state = TrainState(params, stats, self.optimizer.init(params))
         self.dropout_root = jax.random.key(self.seed)
-
-    def on_devices(self, *arrays):
-        """A batch split over the devices (a batch they cannot split evenly stays whole, on every device)."""
-        sharding = self.split_batch if len(arrays[0]) % self.split_batch.num_devices == 0 else self.replicated
-        return jax.device_put(arrays, sharding)
 
     @partial(jax.jit, static_argnums=0)
     def train_step(self, state, images, labels):
@@ -151,7 +140,7 @@ class Implementation(Framework):
     def validate(self, session):
         loss_sum = correct = 0.0
         for images, labels in EvalBatches(session.val_x, session.val_y, VALIDATION_BATCH):
-            loss, right = self.evaluate_batch(self.state, *self.on_devices(images, labels[:, 0]))
+            loss, right = self.evaluate_batch(self.state, images, labels[:, 0])
             loss_sum, correct = loss_sum + float(loss), correct + float(right)
         return loss_sum / len(session.val_x), correct / len(session.val_x)
 
@@ -162,13 +151,13 @@ class Implementation(Framework):
             with np.load(checkpoint) as saved:
                 leaves = [saved[f"leaf{i}"] for i in range(len(saved.files) - 1)]
                 start = int(saved["epochs_done"])
-            self.state = jax.device_put(jax.tree.unflatten(jax.tree.structure(self.state), leaves), self.replicated)
+            self.state = jax.tree.unflatten(jax.tree.structure(self.state), [jnp.asarray(leaf) for leaf in leaves])
         for epoch in range(start, self.train.epochs):
             session.epoch_begin(epoch)
             self.set_learning_rate(session.learning_rate(epoch))
             steps = []
             for images, labels in session.batches.epoch(epoch):
-                self.state, loss, accuracy = self.train_step(self.state, *self.on_devices(images, labels[:, 0]))
+                self.state, loss, accuracy = self.train_step(self.state, images, labels[:, 0])
                 steps.append((loss, accuracy))
             train_loss, train_accuracy = np.mean(jax.device_get(steps), axis=0)
             session.validation_begin(epoch)
@@ -193,7 +182,7 @@ class Implementation(Framework):
 
     def train_batch(self, x, y, learning_rate):
         self.set_learning_rate(learning_rate)
-        self.state, _, _ = self.train_step(self.state, *self.on_devices(x, y[:, 0]))
+        self.state, _, _ = self.train_step(self.state, x, y[:, 0])
 
     def save(self, directory):
         directory.mkdir(parents=True, exist_ok=True)

@@ -21,20 +21,11 @@ def _threads(threads: int) -> int:
 
 
 def before_import(threads: int) -> None:
-    """XLA's threads, and one CPU device per thread.
-
-    XLA runs a CPU program's element-wise fusions (batch norm, ReLU, pooling,
-    Adam: over half of the step) on one thread; only its convolutions use
-    Eigen's pool. With a device per core, a step whose batch is sharded over
-    them runs every fusion on all cores (README, Performance). GPUs are
-    unaffected: the flag sets the host platform's device count only.
-    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # XLA's C++ logging shares TensorFlow's switch
-    flags = os.environ.get("XLA_FLAGS", "")
-    extra = f"--xla_force_host_platform_device_count={_threads(threads)}"
     if threads:
-        extra += f" --xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} intra_op_parallelism_threads={threads}"
-    os.environ["XLA_FLAGS"] = f"{flags} {extra}".strip()
+        flags = os.environ.get("XLA_FLAGS", "")
+        extra = f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} intra_op_parallelism_threads={threads}"
+        os.environ["XLA_FLAGS"] = f"{flags} {extra}".strip()
 
 
 def configure(threads: int, seed: int) -> dict:
