@@ -54,7 +54,7 @@ def _terminated(signum, frame):
 
 app = App(
     help="Train the same CNN on Dogs vs Cats in several frameworks and compare them.\n\n"
-    "Stages run in this order (dvc repro runs them for you): check, fetch, prepare, train, evaluate, compare.",
+    "Stages run in this order (dvc repro runs them for you): check, fetch, prepare, train, evaluate, speed, compare.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -132,6 +132,19 @@ def evaluate(framework: str = FRAMEWORK_OPTION, seed: int = SEED_OPTION, params:
         f"{framework}-{seed}: test accuracy {result['accuracy']:.4f} (n={result['n_test']}), ROC AUC {result['roc_auc']:.4f},"
         f" {result['latency_ms_p50']:.1f} ms per image, {result['images_per_s']:.0f} images/s batched"
     )
+
+
+@app.command()
+def speed(params: Path = PARAMS_OPTION) -> None:
+    """Speed verdicts from interleaved rounds: each framework once per round in a fresh process (speed.*)."""
+    from dlcompare.params import load_params
+    from dlcompare.speed import speed as run_speed
+
+    result = run_speed(load_params(params), params_file=params, echo=typer.echo)
+    for figure in ("train_images_per_s", "inference_images_per_s", "latency_ms"):
+        for pair in result[figure]["pairs"].values():
+            typer.echo(pair["sentence"])
+    typer.echo(f"speed: {result['cost_seconds']:.0f} s; speed/rounds.csv, speed/verdicts.json, metrics/speed.json")
 
 
 @app.command()

@@ -3,7 +3,7 @@
 Reads the metrics, per-image predictions and curves of every train@/evaluate@
 run in the matrix, and writes the headline metrics (metrics/compare.json, the
 only declared metrics file, so `dvc exp show` and `dvc metrics diff` stay
-readable), every number behind them (reports/comparison.json), the figures
+readable; the speed stage declares metrics/speed.json), every number behind them (reports/comparison.json), the figures
 under plots/compare/, every run's curves and ROC in one table each (plots/runs/,
 which dvc.yaml overlays on one axis per metric) and reports/comparison.md.
 Nothing is written unless every run the params ask for has been evaluated.
@@ -52,18 +52,10 @@ def _median(values) -> float:
     return float(statistics.median(values))
 
 
-def _interval(samples, params, salt: int) -> dict:
-    value, low, high = stats.median_interval(samples, params.evaluate.bootstrap_samples, params.evaluate.bootstrap_seed + salt)
-    return {"median": value, "ci95": [low, high], "n": len(samples)}
-
-
-def _speed_samples(runs, train, timings, histories) -> dict[str, list[float]]:
-    """Repeated measurements of each speed figure: steady-state epochs of every seed, latency calls, test-set passes."""
-    return {
-        "train_images_per_s": [train[r]["images_per_epoch"] / s for r in runs for s in steady_epochs(histories[r]["epoch_seconds"])],
-        "latency_ms": [t for r in runs for t in timings[r]["latency_ms"]],
-        "inference_images_per_s": [v for r in runs for v in timings[r]["images_per_s"]],
-    }
+def _epoch_rate(runs, train, histories) -> float:
+    """Training images/s of the pipeline's runs: the median over every seed's steady epochs (a description of
+    those runs; the speed verdicts come from the speed stage's interleaved rounds)."""
+    return _median(train[r]["images_per_epoch"] / s for r in runs for s in steady_epochs(histories[r]["epoch_seconds"]))
 
 
 def _time_to_accuracy(histories: list[dict]) -> dict:
@@ -78,7 +70,7 @@ def _time_to_accuracy(histories: list[dict]) -> dict:
     return summary
 
 
-def _framework_summary(name, seeds, train, evaluate, correct, predictions, histories, samples, data, params) -> dict:
+def _framework_summary(name, seeds, train, evaluate, correct, predictions, histories, speed, data, params) -> dict:
     runs = [run_name(name, seed) for seed in seeds]
     actual = (predictions[runs[0]]["actual"] == data["classes"][1]).to_numpy()
     probabilities = np.stack([predictions[r]["probability"].fillna(0.5).to_numpy() for r in runs])
@@ -97,21 +89,21 @@ def _framework_summary(name, seeds, train, evaluate, correct, predictions, histo
     }
     total = sum(seconds.values())
     low, high = stats.accuracy_interval(np.stack([correct[r] for r in runs]))
-    speed = {key: _interval(values, params, salt) for salt, (key, values) in enumerate(samples.items())}
     return {
         "seeds": len(seeds),
         "accuracy_mean": float(np.mean(accuracies)),
         "accuracy_std": float(np.std(accuracies, ddof=1)) if len(seeds) > 1 else 0.0,
         "accuracy_ci95": [low, high],
-        "accuracy_ci_method": (f"seeds × test images, t with {len(seeds) - 1} df" if len(seeds) > 1
+        "accuracy_ci_method": ("seeds × test images (image effects counted once), Satterthwaite t" if len(seeds) > 1
                                else "test images of one run only (Wilson)"),
         "accuracy_per_seed": accuracies,
         "roc_auc_mean": float(np.mean(aucs)),
         "roc_auc_per_seed": aucs,
         "roc_auc_ci95": list(auc_ci),  # test images only, averaged over the seeds run
-        "train_images_per_s": speed["train_images_per_s"],
-        "latency_ms": speed["latency_ms"],
-        "inference_images_per_s": speed["inference_images_per_s"],
+        # The speed stage's geometric means over interleaved rounds, with their intervals.
+        **{figure: speed[figure]["frameworks"][name] for figure in ("train_images_per_s", "latency_ms", "inference_images_per_s")},
+        "epoch_images_per_s": _epoch_rate(runs, train, histories),
+        "evaluate_images_per_s": _median(evaluate[r]["images_per_s"] for r in runs),
         "time_to_accuracy_s": _time_to_accuracy([histories[r] for r in runs]),
         "epoch_median_s": _median(train[r]["seconds"]["epoch_median"] for r in runs),
         "first_epoch_s": _median(train[r]["seconds"]["first_epoch"] for r in runs),
@@ -126,7 +118,7 @@ def _framework_summary(name, seeds, train, evaluate, correct, predictions, histo
     }
 
 
-def _pair_summary(a, b, seeds, evaluate, correct, samples, params) -> dict:
+def _pair_summary(a, b, seeds, evaluate, correct, accuracy, speed) -> dict:
     per_seed = {}
     for seed in seeds:
         ra, rb = run_name(a, seed), run_name(b, seed)
@@ -134,16 +126,15 @@ def _pair_summary(a, b, seeds, evaluate, correct, samples, params) -> dict:
         p, _ = stats.mcnemar_exact(only_a, only_b)
         per_seed[str(seed)] = {"accuracy_diff": evaluate[ra]["accuracy"] - evaluate[rb]["accuracy"],
                                "b": only_a, "c": only_b, "mcnemar_p": p}
-    accuracy = stats.accuracy_difference(np.stack([correct[run_name(a, s)] for s in seeds]),
-                                         np.stack([correct[run_name(b, s)] for s in seeds]))
-    e = params.evaluate
-    speed = {key: stats.ratio_interval(samples[a][key], samples[b][key], e.bootstrap_samples, e.bootstrap_seed)
-             for key in ("train_images_per_s", "latency_ms", "inference_images_per_s")}
+    key = f"{a}_vs_{b}"
     return {
         "accuracy_diff": accuracy["diff"], "accuracy_diff_ci95": accuracy["ci95"], "p_value": accuracy["p"],
         "log10_p": accuracy["log10_p"], "method": accuracy["method"], "framework_level": accuracy["framework_level"],
-        "per_seed": per_seed, "accuracy": accuracy,
-        "speed_ratio": {key: {"ratio": r, "ci95": [low, high]} for key, (r, low, high) in speed.items()},
+        "p_holm": accuracy["p_holm"], "holm_level": accuracy["holm_level"], "accuracy_diff_ci_holm": accuracy["ci_holm"],
+        "significant": accuracy["significant"], "detectable_gap": accuracy["detectable"], "verdict": accuracy["verdict"],
+        "pooled_seed_noise": accuracy["pooled"], "seed_spread_check_p": accuracy["seed_spread_check_p"],
+        "per_seed": per_seed,
+        "speed": {figure: speed[figure]["pairs"][key] for figure in ("train_images_per_s", "latency_ms", "inference_images_per_s")},
         "same_engine": REGISTRY[a].runtime == REGISTRY[b].runtime,
     }
 
@@ -158,7 +149,7 @@ def headline(result: dict) -> dict:
         # Short keys: `dvc exp show` makes one column of each, headed framework.key; six `<name>.acc` columns
         # and the experiment names fit in 120 characters.
         table[name] = {"acc": round(entry["accuracy_mean"], 4), "ci_low": round(low, 4), "ci_high": round(high, 4),
-                       "images_per_s": round(entry["train_images_per_s"]["median"], 1),
+                       "images_per_s": round(entry["epoch_images_per_s"], 1),
                        "peak_mb": round(entry["peak_rss_mb"])}
     for key, pair in result["pairs"].items():
         table[key.replace("_vs_", "-vs-")] = {"diff": round(pair["accuracy_diff"], 4), "significant": pair["significant"]}
@@ -179,14 +170,14 @@ def _run_tables(histories: dict, predictions: dict, roc_root: Path, frameworks, 
 
 
 def compare(params: Params, metrics_root: Path = Path("metrics"), plots_root: Path = Path("plots"),
-            curves_root: Path = Path("dvclive"), prepared: Path = Path("data/prepared"), timings_root: Path = Path("timings"),
-            report: Path = Path("reports/comparison.md")) -> dict:
+            curves_root: Path = Path("dvclive"), prepared: Path = Path("data/prepared"),
+            speed_file: Path = Path("speed/verdicts.json"), report: Path = Path("reports/comparison.md")) -> dict:
     frameworks, seeds = params.train.frameworks, params.train.seeds
     data = _read_json(metrics_root / "data.json", "prepare")
     info = _read_json(prepared / "info.json", "prepare")
     data = {**data, "classes": info["classes"], "prepare_seconds": data["seconds"], "info": info}
 
-    train, evaluate, predictions, histories, correct, timings = {}, {}, {}, {}, {}, {}
+    train, evaluate, predictions, histories, correct = {}, {}, {}, {}, {}
     for framework in frameworks:
         for seed in seeds:
             run = run_name(framework, seed)
@@ -197,26 +188,23 @@ def compare(params: Params, metrics_root: Path = Path("metrics"), plots_root: Pa
                 raise UserError(f"{file} is missing: run `dvc repro` (stage evaluate@{run}) before compare")
             predictions[run] = pd.read_csv(file)
             histories[run] = _read_history(curves_root / run, f"train@{run}")
-            timings[run] = _read_json(timings_root / f"{run}.json", f"evaluate@{run}")
             correct[run] = (predictions[run]["actual"] == predictions[run]["predicted"]).to_numpy()
+    speed = _read_json(speed_file, "speed")
+    measured = set(speed["train_images_per_s"]["frameworks"])
+    if measured != set(frameworks):
+        raise UserError(f"{speed_file} measured {', '.join(sorted(measured))}, not train.frameworks; re-run `dvc repro speed`")
     reference = predictions[run_name(frameworks[0], seeds[0])]["path"]
     for run, frame in predictions.items():
         if not frame["path"].equals(reference):
             raise UserError(f"plots/eval/{run}/predictions.csv is for other test images than the other runs; re-run `dvc repro`")
 
-    samples = {f: _speed_samples([run_name(f, s) for s in seeds], train, timings, histories) for f in frameworks}
-    per_framework = {f: _framework_summary(f, seeds, train, evaluate, correct, predictions, histories, samples[f], data, params)
+    per_framework = {f: _framework_summary(f, seeds, train, evaluate, correct, predictions, histories, speed, data, params)
                      for f in frameworks}
-    pairs = {f"{a}_vs_{b}": _pair_summary(a, b, seeds, evaluate, correct, samples, params)
+    accuracy = stats.accuracy_comparisons({f: np.stack([correct[run_name(f, s)] for s in seeds]) for f in frameworks})
+    pairs = {f"{a}_vs_{b}": _pair_summary(a, b, seeds, evaluate, correct, accuracy[f"{a}_vs_{b}"], speed)
              for a, b in combinations(frameworks, 2)}
-    adjusted = stats.holm({key: pair["p_value"] for key, pair in pairs.items()})
-    for key, pair in pairs.items():
-        a, b = key.split("_vs_")
-        accuracy = pair.pop("accuracy")
-        pair["p_holm"] = adjusted[key]
-        pair["significant"] = stats.is_claim(accuracy, adjusted[key])
-        pair["verdict"] = stats.verdict(a, b, accuracy, adjusted[key], len(pairs))
-    result = {"n_test": int(len(reference)), "seeds": list(seeds), "frameworks": per_framework, "pairs": pairs}
+    result = {"n_test": int(len(reference)), "seeds": list(seeds), "frameworks": per_framework, "pairs": pairs,
+              "speed_design": speed["design"], "speed_cost_seconds": speed["cost_seconds"]}
 
     with building_dir(plots_root / "compare") as figures:
         plots.accuracy(per_framework, PAPER, figures / "accuracy.png", n_test=len(reference))

@@ -99,12 +99,21 @@ class EvaluateParams(Section):
     bootstrap_seed: int = Field(default=0, ge=0)
 
 
+class SpeedParams(Section):
+    rounds: int = Field(default=6, ge=2)
+    train_images: int = Field(default=1024, ge=1)
+    timed_epochs: int = Field(default=2, ge=1)
+    inference_images: int = Field(default=512, ge=1)
+    latency_calls: int = Field(default=30, ge=5)
+
+
 class Params(Section):
     data: DataParams = DataParams()
     prepare: PrepareParams = PrepareParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    speed: SpeedParams = SpeedParams()
 
 
 def _check_across_sections(params: Params, path: Path) -> None:

@@ -97,17 +97,18 @@ def curves(histories: dict, path: Path) -> None:
 
 
 def throughput_and_memory(per_framework: dict, path: Path) -> None:
-    """Training images/s, inference images/s, latency (medians with 95 % intervals) and peak memory."""
+    """Training images/s, inference images/s, latency (the speed stage's rounds, with 95 % intervals) and peak memory."""
     names = list(per_framework)
-    panels = (("train_images_per_s", "training images/s (steady epochs)"), ("inference_images_per_s", "inference images/s (batched)"),
+    panels = (("train_images_per_s", "training images/s"), ("inference_images_per_s", "inference images/s (batched)"),
               ("latency_ms", "latency per image (ms)"), ("peak_rss_mb", "peak training memory (MB)"))
     figure, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 0.3 * len(names), 3.8))
     for axis, (key, title) in zip(axes, panels):
         entries = [per_framework[name][key] for name in names]
         if isinstance(entries[0], dict):
-            values = np.array([e["median"] for e in entries])
-            errors = np.array([[v - e["ci95"][0], e["ci95"][1] - v] for v, e in zip(values, entries)]).T
-            title += "\nmedian, 95 % CI"
+            values = np.array([e["value"] for e in entries])
+            errors = np.array([[v - e["ci95"][0], e["ci95"][1] - v] if e["ci95"] else [0.0, 0.0]
+                               for v, e in zip(values, entries)]).T
+            title += "\ngeometric mean of rounds, 95 % CI"
         else:
             values, errors = np.array(entries, dtype=float), None
         bars = axis.bar(names, values, yerr=errors, capsize=4, color=[COLOURS[i % 10] for i in range(len(names))])

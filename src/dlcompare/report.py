@@ -64,25 +64,35 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
-def _speed(per_framework: dict, pairs: dict, key: str, what: str, higher_is_better: bool) -> list[str]:
-    """The best framework by median against each other one, claiming a difference only where the ratio's CI excludes 1."""
-    ranked = sorted(per_framework, key=lambda n: per_framework[n][key]["median"], reverse=higher_is_better)
-    best, lines = ranked[0], []
-    for other in ranked[1:]:
-        pair_key = f"{best}_vs_{other}" if f"{best}_vs_{other}" in pairs else f"{other}_vs_{best}"
-        entry = pairs[pair_key]["speed_ratio"][key]
-        ratio, low, high = entry["ratio"], *entry["ci95"]
-        if not pair_key.startswith(f"{best}_vs_"):
-            ratio, low, high = 1 / ratio, 1 / high, 1 / low
-        if not higher_is_better:  # a latency ratio below 1 is the faster one
-            ratio, low, high = 1 / ratio, 1 / high, 1 / low
-        lines.append(stats.speed_sentence(what, (best, other), (ratio, low, high), "is faster"))
-    return lines
+def _speed(per_framework: dict, pairs: dict, figure: str) -> list[str]:
+    """The framework with the best geometric mean over rounds against each other one (the speed stage's sentences)."""
+    higher_is_better = figure != "latency_ms"
+    ranked = sorted(per_framework, key=lambda n: per_framework[n][figure]["value"], reverse=higher_is_better)
+    best = ranked[0]
+    return [pairs[f"{best}_vs_{other}" if f"{best}_vs_{other}" in pairs else f"{other}_vs_{best}"]["speed"][figure]["sentence"]
+            for other in ranked[1:]]
 
 
-def _median_ci(entry: dict, digits: int = 0) -> str:
+def _with_interval(entry: dict, digits: int = 0) -> str:
+    """A speed figure with its interval over rounds, or the number of rounds when there is no interval."""
+    if entry["ci95"] is None:
+        return f"{entry['value']:,.{digits}f} (no interval: {entry['rounds']} round{'s' if entry['rounds'] != 1 else ''})"
     low, high = entry["ci95"]
-    return f"{entry['median']:,.{digits}f} [{low:,.{digits}f}, {high:,.{digits}f}]"
+    return f"{entry['value']:,.{digits}f} [{low:,.{digits}f}, {high:,.{digits}f}]"
+
+
+def _same_engine(a: str, b: str, pair: dict, epochs: int) -> str:
+    """What the runs show about two frameworks on one engine, from their per-seed disagreements."""
+    disagreements = [entry["b"] + entry["c"] for entry in pair["per_seed"].values()]
+    low, high = min(disagreements), max(disagreements)
+    count = f"{low}" if low == high else f"{low}–{high}"
+    if high == 0:
+        return (f"- **Same engine**: {a} and {b} both run on {ENGINES[REGISTRY[a].runtime]}'s kernels and, seed for "
+                "seed, predicted every test image alike.")
+    return (f"- **Same engine**: {a} and {b} both run on {ENGINES[REGISTRY[a].runtime]}'s kernels, yet with the same "
+            f"seed their trained models disagree on {count} test images per seed: their random streams (dropout masks) "
+            f"and float-level differences, bounded by the equivalence tests over three steps and three epochs, "
+            f"compound over {epochs} epoch{'s' if epochs != 1 else ''}.")
 
 
 def write_report(path: Path, result: dict, data: dict, train: dict, params, figures_dir: Path) -> None:
@@ -118,25 +128,29 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
     else:
         widest = max(pairs, key=lambda key: abs(pairs[key]["accuracy_diff"]))
         scope = f"any of the {len(pairs)} pairs" if len(pairs) > 1 else "the pair"
+        detectable = [pair["detectable_gap"] for pair in pairs.values() if pair["detectable_gap"] is not None]
+        power = (f"; with {seeds} seeds this design detects gaps of {100 * min(detectable):.2f}"
+                 + (f"–{100 * max(detectable):.2f}" if max(detectable) > min(detectable) + 5e-5 else "")
+                 + f" points or more with {100 * stats.POWER:.0f} % power, smaller ones could go unseen") if detectable else ""
         lines.append(f"- **Accuracy**: no significant difference in {scope} ({seeds} seeds × {n_test:,} test images"
                      f"{', Holm-corrected' if len(pairs) > 1 else ''}); the largest measured gap is "
-                     f"{widest.replace('_vs_', ' − ')} = {100 * pairs[widest]['accuracy_diff']:+.2f} points.")
+                     f"{widest.replace('_vs_', ' − ')} = {100 * pairs[widest]['accuracy_diff']:+.2f} points{power}.")
     for key, pair in pairs.items():
         if pair["same_engine"]:
-            a, b = key.split("_vs_")
-            lines.append(f"- **Same engine**: {a} and {b} both run on {ENGINES[REGISTRY[a].runtime]}'s kernels, so their accuracy can "
-                         "differ only through their random streams (dropout masks) and float-level differences, which "
-                         "the equivalence tests bound (within 1e-4 after three optimiser steps).")
+            lines.append(_same_engine(*key.split("_vs_"), pair, t.epochs))
+    design = result["speed_design"]
     steady = "every epoch after the first" if t.epochs > 1 else "the only epoch (one epoch has no steady state)"
+    rounds = (f"{design['rounds']} interleaved rounds, each framework in a fresh process per round, order rotated; "
+              "the round is the unit")
     if pairs:
-        lines.append(f"- **Training speed** (images/s, median over {steady}, every seed):")
-        lines += [f"  - {line}." for line in _speed(per_framework, pairs, "train_images_per_s", "training", True)]
-        lines.append("- **Inference latency** (one image, median of repeated calls):")
-        lines += [f"  - {line}." for line in _speed(per_framework, pairs, "latency_ms", "latency", False)]
+        for figure, title in (("train_images_per_s", "Training speed"), ("inference_images_per_s", "Batched inference"),
+                              ("latency_ms", "Single-image latency")):
+            lines.append(f"- **{title}** ({rounds}):")
+            lines += [f"  - {line}." for line in _speed(per_framework, pairs, figure)]
     else:
         (only, e), = per_framework.items()
-        lines.append(f"- **Speed**: {only} trains at {_median_ci(e['train_images_per_s'])} images/s (median, 95 % CI) "
-                     f"and answers one image in {_median_ci(e['latency_ms'], 2)} ms.")
+        lines.append(f"- **Speed** ({rounds}): {only} trains at {_with_interval(e['train_images_per_s'])} images/s "
+                     f"(geometric mean, 95 % CI) and answers one image in {_with_interval(e['latency_ms'], 2)} ms.")
     lines += [
         "- **Coding effort** (statements in the framework's file; in parentheses, the adapters to dlcompare's harness): "
         + ", ".join(f"{name} {e['lines_of_code']} (+{e['adapter_lines']})" for name, e in per_framework.items()) + ".",
@@ -160,31 +174,35 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
         f"schedule towards {t.min_learning_rate}, β1 {t.adam_beta_1}, β2 {t.adam_beta_2}, ε {t.adam_epsilon}), augmentation: "
         f"{'horizontal flip, ' if t.augment.flip else ''}shift up to {t.augment.shift:.0%}; seeds {list(result['seeds'])}; "
         "identical initial weights and batches for every framework.",
-        f"- **Platform**: {_cpu()}, {os.cpu_count()} cores; {_versions()}.",
+        f"- **Platform** (of `compare`): {_cpu()}, {os.cpu_count()} cores; {_versions()}. Speed rounds ran on "
+        f"{design['machine']['cpu']}, {design['machine']['cores']} cores (host {design['machine']['host']}); "
+        f"{design['rounds']} rounds of {design['train_images']:,} training images × {design['timed_epochs']} timed "
+        f"epoch(s) after a warm-up epoch, {design['inference_images']:,} test images per batched pass, "
+        f"{design['latency_calls']} latency calls; {result['speed_cost_seconds'] / 60:.1f} min in all.",
         *[f"- **{name}**: {_runtime(name, entry)}." for name, entry in per_framework.items()],
         "",
         "## Results",
         "",
-        "Test accuracy and ROC AUC: means over the seeds; speed, first epoch and memory: medians over the seeds' "
-        "measurements. "
-        "95 % intervals in brackets. Accuracy intervals: " + next(iter(per_framework.values()))["accuracy_ci_method"]
-        + "; ROC AUC intervals: bootstrap over test images; speed intervals: bootstrap over the repeated measurements "
-        f"({steady} of every seed, "
-        f"{params.evaluate.latency_runs} latency calls per run, repeated passes over the test set).",
+        "Test accuracy and ROC AUC: means over the seeds; first epoch, memory and the runs' epoch speed: medians over "
+        "the seeds (descriptions of these runs, no interval). Train images/s, latency and inference images/s: the "
+        f"speed stage's geometric means over its interleaved rounds. Runs' epochs: {steady}, every seed. 95 % intervals in brackets. Accuracy intervals: "
+        + next(iter(per_framework.values()))["accuracy_ci_method"]
+        + "; ROC AUC intervals: bootstrap over test images; speed intervals: t over the rounds.",
         "",
-        "| framework | seeds | test accuracy | 95 % CI | ROC AUC | train images/s | first epoch (s) "
-        "| peak memory (MB) | latency (ms) | inference images/s | parameters | statements (+adapters) |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| framework | seeds | test accuracy | 95 % CI | ROC AUC | train images/s | runs' epochs (images/s) "
+        "| first epoch (s) | peak memory (MB) | latency (ms) | inference images/s | parameters | statements (+adapters) |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, e in per_framework.items():
         low, high = e["accuracy_ci95"]
         lines.append(
             f"| {name} | {e['seeds']} | {_percent(e['accuracy_mean'])} | {100 * low:.2f}–{100 * high:.2f} % | "
-            f"{e['roc_auc_mean']:.4f} [{e['roc_auc_ci95'][0]:.4f}, {e['roc_auc_ci95'][1]:.4f}] | {_median_ci(e['train_images_per_s'])} | {e['first_epoch_s']:.1f} | "
-            f"{e['peak_rss_mb']:,.0f} | {_median_ci(e['latency_ms'], 2)} | {_median_ci(e['inference_images_per_s'])} | "
+            f"{e['roc_auc_mean']:.4f} [{e['roc_auc_ci95'][0]:.4f}, {e['roc_auc_ci95'][1]:.4f}] | {_with_interval(e['train_images_per_s'])} | "
+            f"{e['epoch_images_per_s']:,.0f} | {e['first_epoch_s']:.1f} | "
+            f"{e['peak_rss_mb']:,.0f} | {_with_interval(e['latency_ms'], 2)} | {_with_interval(e['inference_images_per_s'])} | "
             f"{e['params']:,} | {e['lines_of_code']} (+{e['adapter_lines']}) |"
         )
-    lines += _time_to_accuracy_section(per_framework)
+    lines += _time_to_accuracy_section(per_framework, sum(data["split"]["val"].values()))
     if pairs:
         lines += _tests_section(pairs)
     lines += _time_section(per_framework)
@@ -200,10 +218,15 @@ def write_report(path: Path, result: dict, data: dict, train: dict, params, figu
     write_text(path, "\n".join(lines))
 
 
-def _time_to_accuracy_section(per_framework: dict) -> list[str]:
+def _time_to_accuracy_section(per_framework: dict, n_val: int) -> list[str]:
     targets = list(next(iter(per_framework.values()))["time_to_accuracy_s"])
+    top = float(targets[-1])
+    noise = 100 * 1.96 * (top * (1 - top) / n_val) ** 0.5
     lines = ["", "Time to accuracy: training seconds (first epoch's compile included, validation excluded) until the "
-             "validation accuracy first reached each level; median over the seeds that reached it.", "",
+             "validation accuracy first reached each level; median over the seeds that reached it. Each time is one "
+             f"crossing of a noisy curve: one epoch's accuracy on {n_val:,} validation images is uncertain by "
+             f"±{noise:.1f} points (95 %) near {top:.0%}, so these times describe these runs and rank nothing "
+             "(the speed verdicts are above).", "",
              "| framework | " + " | ".join(f"to {float(t):.0%}" for t in targets) + " |",
              "| --- | " + " | ".join("---:" for _ in targets) + " |"]
     for name, e in per_framework.items():
@@ -224,11 +247,15 @@ def _tests_section(pairs: dict) -> list[str]:
     lines = ["", "## Statistical tests", "",
               f"Accuracy difference of each pair (row − column in the matrix figure): {method}; "
               + (f"p-values Holm-corrected over the {len(pairs)} pairs." if len(pairs) > 1 else "one pair, so no correction."), "",
-              "| pair | difference (points) | 95 % CI | p | Holm p | verdict |", "| --- | ---: | --- | ---: | ---: | --- |"]
+              "| pair | difference (points) | 95 % CI | p | Holm p | CI at Holm's level | detectable gap (80 % power) "
+              "| verdict |", "| --- | ---: | --- | ---: | ---: | --- | ---: | --- |"]
     for key, pair in pairs.items():
         low, high = pair["accuracy_diff_ci95"]
+        holm_low, holm_high = pair["accuracy_diff_ci_holm"]
+        gap = "n/a" if pair["detectable_gap"] is None else f"{100 * pair['detectable_gap']:.2f}"
         lines.append(f"| {key.replace('_vs_', ' − ')} | {100 * pair['accuracy_diff']:+.2f} | [{100 * low:+.2f}, {100 * high:+.2f}] | "
-                     f"{stats.format_p(pair['p_value'])} | {stats.format_p(pair['p_holm'])} | {pair['verdict']} |")
+                     f"{stats.format_p(pair['p_value'])} | {stats.format_p(pair['p_holm'])} | "
+                     f"{100 * pair['holm_level']:.2f} %: [{100 * holm_low:+.2f}, {100 * holm_high:+.2f}] | {gap} | {pair['verdict']} |")
     lines += ["", "Single trained models, seed by seed (exact McNemar on the discordant test images; a description of "
               "these models, not a test of the frameworks):", "",
               "| pair | seed | accuracy difference | only first right (b) | only second right (c) | exact McNemar p |",

@@ -1,26 +1,31 @@
 """Statistics for comparing frameworks (pure functions, no I/O).
 
-A framework comparison has two sources of noise: which images happen to be
-in the test set, and which seed a run happened to get (initial weights,
-batch order, dropout). Every run is scored on the same test images, so the
-image noise is shared by all seeds: averaging more seeds does not remove it.
+Accuracy. A framework comparison has two sources of noise: which images
+happen to be in the test set, and which seed a run happened to get. Every
+framework trains with the same seeds (the same initial weights and batches)
+and is scored on the same test images, so for a pair A, B the table
+x[s, i] = correct_A[s, i] − correct_B[s, i] is paired both ways, and
 
-The accuracy difference of two frameworks over S seeds and n test images,
-x[s, i] = correct_A[s, i] − correct_B[s, i], gets a two-level variance:
+    Var(mean x) = (seed term) / S + max(0, MS_images − MS_residual) / (n S)
 
-    Var(mean x) ≈ Var_i(mean_s x[:, i]) / n  +  Var_s(mean_i x[s, :]) / S
+with MS_images and MS_residual from the two-way ANOVA of x (the images'
+own effects, which a new test set would change, counted once), and as seed
+term either 2 × the framework × seed interaction of all frameworks' run
+accuracies ((F − 1)(S − 1) df) or, when the pair's own seed spread is larger
+than the other frameworks' (an F test), the variance of the pair's per-seed
+differences (S − 1 df). Satterthwaite degrees of freedom, then Holm over the
+pairs. tests/test_stats.py checks the family-wise false-positive rate and the
+power on a simulator fitted to the reference runs (docs in the README,
+"How the verdicts are calibrated"); benchmarks/calibration.py prints them.
 
-the first term for the (shared) test images, the second for the seeds (it
-also holds each seed's own image noise once more, which errs on the safe
-side), and a Student t reference with S − 1 degrees of freedom for the
-seed-level estimate. A claim about frameworks needs S ≥ 3 seeds. Simulated
-under no framework effect with correlated errors, the verdict's false-
-positive rate stays under 5 % (tests/test_stats.py measures it).
+Speed is measured in interleaved rounds (dlcompare.speed); its verdicts
+use the rounds as the unit (`round_ratios`).
 """
 
 from __future__ import annotations
 
 import math
+from itertools import combinations
 
 import numpy as np
 from scipy import stats as sps
@@ -28,6 +33,9 @@ from scipy.special import logsumexp
 
 ALPHA = 0.05
 MIN_SEEDS_FOR_FRAMEWORK_CLAIM = 3
+MIN_FRAMEWORKS_TO_POOL = 4  # the pooled seed noise is checked against the frameworks outside the pair: at least two
+SPREAD_CHECK_ALPHA = 0.10  # a pair whose seed-to-seed spread exceeds the others' at this level gets its own estimate
+POWER = 0.80
 LOG10 = math.log(10.0)
 
 
@@ -50,73 +58,188 @@ def discordant(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int]:
     return int(np.sum(correct_a & ~correct_b)), int(np.sum(~correct_a & correct_b))
 
 
-def two_level(values: np.ndarray) -> tuple[float, float, float]:
-    """(mean, variance of the mean from images, variance of the mean from seeds) of values[seed, image]."""
-    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
-    seeds, n = values.shape
-    image_var = values.mean(axis=0).var(ddof=1) / n if n > 1 else 0.0
-    seed_var = values.mean(axis=1).var(ddof=1) / seeds if seeds > 1 else 0.0
-    return float(values.mean()), float(image_var), float(seed_var)
-
-
 def _t_test(mean: float, variance: float, df: float) -> tuple[float, float]:
-    """Two-sided (p, log10 p) of mean / sqrt(variance) against Student t, in log space so tiny p stays finite."""
-    if variance <= 0.0:
-        return (1.0, 0.0) if mean == 0.0 else (0.0, -math.inf)
+    """Two-sided (p, log10 p) of mean / sqrt(variance) against Student t, in log space so tiny p stays finite.
+
+    A variance of zero (or less) cannot be tested: p is NaN, never 0.
+    """
+    if not variance > 0.0 or not df > 0.0:
+        return math.nan, math.nan
     statistic = abs(mean) / math.sqrt(variance)
     log_p = min(0.0, math.log(2.0) + float(sps.t.logsf(statistic, df) if math.isfinite(df) else sps.norm.logsf(statistic)))
     return math.exp(log_p), log_p / LOG10
 
 
-def accuracy_difference(correct_a: np.ndarray, correct_b: np.ndarray, level: float = 0.95) -> dict:
+def _quantile(probability: float, df: float) -> float:
+    return float(sps.t.ppf(probability, df) if math.isfinite(df) else sps.norm.ppf(probability))
+
+
+def image_components(values: np.ndarray) -> tuple[float, float, float, float]:
+    """(MS_images, df, MS_residual, df) of a seeds × images table: the two-way ANOVA without replication.
+
+    MS_images − MS_residual is S times the variance of the images' own effects (what a new test set would
+    change); the residual is each seed's image noise, already inside the seed-level term.
+    """
+    seeds, n = values.shape
+    image_means = values.mean(axis=0)
+    ms_images = seeds * image_means.var(ddof=1) if n > 1 else 0.0
+    if seeds < 2 or n < 2:
+        return ms_images, n - 1, 0.0, 0
+    residual = values - image_means - values.mean(axis=1, keepdims=True) + values.mean()
+    df_residual = (seeds - 1) * (n - 1)
+    return float(ms_images), n - 1, float((residual ** 2).sum() / df_residual), df_residual
+
+
+def interaction(accuracies: np.ndarray) -> tuple[float, int]:
+    """(MS, df) of the framework × seed interaction of run accuracies[framework, seed].
+
+    Every framework trains with the same seeds (the same initial weights and batches), so the seed's main
+    effect cancels in a pair; what is left of a run's seed-to-seed variation is this interaction.
+    """
+    frameworks, seeds = accuracies.shape
+    df = (frameworks - 1) * (seeds - 1)
+    if df == 0:
+        return 0.0, 0
+    residual = (accuracies - accuracies.mean(axis=0) - accuracies.mean(axis=1, keepdims=True) + accuracies.mean())
+    return float((residual ** 2).sum() / df), df
+
+
+def _satterthwaite(terms: list[tuple[float, float]]) -> tuple[float, float]:
+    """(sum, Satterthwaite df) of a linear combination given as (coefficient × mean square, its df) terms."""
+    total = sum(value for value, _ in terms)
+    denominator = sum(value * value / df for value, df in terms if df > 0 and value != 0.0)
+    return total, (total * total / denominator if denominator > 0 else math.inf)
+
+
+def mean_variance(values: np.ndarray, seed_ms: float | None = None, seed_df: float | None = None) -> tuple[float, float]:
+    """(variance, df) of the mean of values[seed, image] as an estimate for new seeds *and* new test images.
+
+    V = seed term / S + max(0, MS_images − MS_residual) / (n S), Satterthwaite df. The seed term is the
+    variance of a seed's mean over these images: the rows' own (S − 1 df) unless a pooled estimate is given,
+    and never below MS_residual / n, the part each seed's own image noise alone contributes.
+    """
+    seeds, n = values.shape
+    if seed_ms is None:
+        seed_ms, seed_df = values.mean(axis=1).var(ddof=1), seeds - 1
+    ms_images, df_images, ms_residual, df_residual = image_components(values)
+    if seed_ms < ms_residual / n:
+        # A seed's mean varies at least by its own image noise (E[n · seed-means variance] = MS_residual + n σ²_seed):
+        # a smaller estimate is chance, most often with 2 or 3 seeds, and would claim from too little spread.
+        seed_ms, seed_df = ms_residual / n, df_residual
+    terms = [(seed_ms / seeds, seed_df)]
+    if ms_images > ms_residual:
+        terms += [(ms_images / (n * seeds), df_images), (-ms_residual / (n * seeds), df_residual)]
+    return _satterthwaite(terms)
+
+
+def accuracy_difference(correct_a: np.ndarray, correct_b: np.ndarray, pooled: tuple[float, float] | None = None,
+                        level: float = 0.95) -> dict:
     """A − B in accuracy over seeds (rows, paired by seed) and the same test images (columns).
 
-    With S ≥ 3 seeds: a framework-level interval and test (both noise sources,
-    t with S − 1 df). With fewer: an interval for these trained models over
-    the test images only, and `framework_level` False.
+    With S ≥ 3 seeds and n ≥ 2 images: a framework-level interval and test (new seeds and new test images).
+    `pooled` is the framework × seed interaction (MS, df) of every framework's runs, used in place of the
+    pair's own seed spread (S − 1 df) when the caller has checked that the pair is not noisier than the rest.
+    With fewer seeds: an interval for these trained models over the test images only, `framework_level` False.
     """
     x = np.atleast_2d(correct_a).astype(np.float64) - np.atleast_2d(correct_b).astype(np.float64)
-    seeds = x.shape[0]
-    mean, image_var, seed_var = two_level(x)
-    framework_level = seeds >= MIN_SEEDS_FOR_FRAMEWORK_CLAIM
-    variance, df = (image_var + seed_var, seeds - 1) if framework_level else (image_var, math.inf)
+    seeds, n = x.shape
+    mean = float(x.mean())
+    framework_level = seeds >= MIN_SEEDS_FOR_FRAMEWORK_CLAIM and n >= 2
+    if framework_level:
+        seed_ms, seed_df = (2.0 * pooled[0], pooled[1]) if pooled else (float(x.mean(axis=1).var(ddof=1)), seeds - 1)
+        variance, df = mean_variance(x, seed_ms, seed_df)
+        method = (f"seeds × test images, seed noise pooled over every framework's runs ({pooled[1]} df)" if pooled else
+                  f"seeds × test images, this pair's own seed spread ({seeds - 1} df)") + ", Satterthwaite t"
+    else:
+        variance, df = (image_components(x)[0] / (n * seeds) if n > 1 else 0.0), math.inf
+        method = "test images only (these trained models), normal approximation"
     p, log10_p = _t_test(mean, variance, df)
-    quantile = sps.t.ppf(0.5 + level / 2, df) if math.isfinite(df) else sps.norm.ppf(0.5 + level / 2)
-    half = quantile * math.sqrt(variance)
+    half = _quantile(0.5 + level / 2, df) * math.sqrt(max(variance, 0.0))
     return {
         "diff": mean, "ci95": [max(-1.0, mean - half), min(1.0, mean + half)], "p": p, "log10_p": log10_p,
-        "seeds": seeds, "framework_level": framework_level,
-        "se_images": math.sqrt(image_var), "se_seeds": math.sqrt(seed_var),
-        "method": (f"two-level (seeds × test images), t with {seeds - 1} df" if framework_level
-                   else "test images only (these trained models), normal approximation"),
+        "seeds": seeds, "n": n, "framework_level": framework_level, "identical": not x.any(),
+        "variance": variance, "df": df, "pooled": bool(pooled and framework_level), "method": method,
     }
 
 
-def holm(p_values: dict[str, float]) -> dict[str, float]:
-    """Holm-adjusted p-values (family-wise error across all pairs)."""
-    order = sorted(p_values, key=p_values.get)
-    adjusted, running = {}, 0.0
+def accuracy_comparisons(correct: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Every pair of frameworks from correct[framework][seed, image] (same seeds, same images), Holm over pairs.
+
+    The seed noise is pooled over all frameworks (the interaction of run accuracies, (F − 1)(S − 1) df) for a
+    pair whose own seed spread is not larger than that of the frameworks outside it (one-sided F test at
+    SPREAD_CHECK_ALPHA); a noisier pair, or a comparison of fewer than MIN_FRAMEWORKS_TO_POOL frameworks,
+    uses the pair's own spread (S − 1 df). Each result gains its Holm p, the interval at the level Holm
+    tested it, whether it is claimed, the smallest gap the design detects with 80 % power, and a verdict.
+    """
+    names = list(correct)
+    accuracies = np.array([np.atleast_2d(correct[name]).mean(axis=1) for name in names])
+    seeds = accuracies.shape[1]
+    everyone = interaction(accuracies)
+    results = {}
+    for i, j in combinations(range(len(names)), 2):
+        spread_p, pooled = None, None
+        if len(names) >= MIN_FRAMEWORKS_TO_POOL and seeds >= MIN_SEEDS_FOR_FRAMEWORK_CLAIM:
+            rest_ms, rest_df = interaction(np.delete(accuracies, [i, j], axis=0))
+            own = float((accuracies[i] - accuracies[j]).var(ddof=1)) / 2.0
+            spread_p = float(sps.f.sf(own / rest_ms, seeds - 1, rest_df)) if rest_ms > 0 else float(own == 0.0)
+            pooled = everyone if spread_p >= SPREAD_CHECK_ALPHA else None
+        result = accuracy_difference(correct[names[i]], correct[names[j]], pooled)
+        result["seed_spread_check_p"] = spread_p
+        results[f"{names[i]}_vs_{names[j]}"] = result
+    pairs = len(results)
+    adjusted, steps = holm({key: r["p"] for key, r in results.items()}, with_steps=True)
+    for key, result in results.items():
+        step_alpha = ALPHA / steps[key]
+        result["p_holm"], result["holm_level"] = adjusted[key], 1.0 - step_alpha
+        half = _quantile(1.0 - step_alpha / 2, result["df"]) * math.sqrt(max(result["variance"], 0.0))
+        result["ci_holm"] = [max(-1.0, result["diff"] - half), min(1.0, result["diff"] + half)]
+        result["significant"] = is_claim(result)
+        result["detectable"] = detectable_gap(result["variance"], result["df"], pairs)
+        a, b = key.split("_vs_")
+        result["verdict"] = verdict(a, b, result, pairs)
+    return results
+
+
+def detectable_gap(variance: float, df: float, pairs: int) -> float | None:
+    """The accuracy gap a two-sided test at the first Holm step (α / pairs) finds with POWER, for this variance."""
+    if not variance > 0.0:
+        return None
+    return (_quantile(1.0 - ALPHA / (2 * pairs), df) + _quantile(POWER, df)) * math.sqrt(variance)
+
+
+def holm(p_values: dict[str, float], with_steps: bool = False):
+    """Holm-adjusted p-values (family-wise error across all pairs); an untestable (NaN) p stays NaN and is ranked last.
+
+    with_steps also returns, per key, the divisor of α at which Holm tested it (m, m − 1, …).
+    """
+    order = sorted(p_values, key=lambda key: (math.isnan(p_values[key]), p_values[key]))
+    adjusted, steps, running = {}, {}, 0.0
     for rank, key in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * p_values[key]))
+        steps[key] = len(order) - rank
+        if math.isnan(p_values[key]):
+            adjusted[key] = math.nan
+            continue
+        running = max(running, min(1.0, steps[key] * p_values[key]))
         adjusted[key] = running
-    return adjusted
+    return (adjusted, steps) if with_steps else adjusted
 
 
 def accuracy_interval(correct: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Interval for a framework's accuracy from correct[seed, image], always inside [0, 1].
+    """Interval for a framework's accuracy from correct[seed, image], always inside [0, 1] and never of zero width.
 
-    A Wilson interval whose sample size is the effective one implied by the
-    two-level variance (seeds and test images), with a t quantile (seeds − 1
-    df) for the seed-level part; with one seed it is the ordinary Wilson
-    interval (test images only).
+    A Wilson interval whose sample size is the effective one implied by `mean_variance` (new seeds and new test
+    images, Satterthwaite df); with one seed it is the ordinary Wilson interval over the test images.
     """
     correct = np.atleast_2d(correct).astype(np.float64)
     seeds, n = correct.shape
-    mean, image_var, seed_var = two_level(correct)
-    variance = image_var + seed_var
+    mean = float(correct.mean())
+    if seeds > 1:
+        variance, df = mean_variance(correct)
+    else:
+        variance, df = (float(correct.var(ddof=1)) / n if n > 1 else 0.0), math.inf
     binomial_var = mean * (1.0 - mean)
     n_eff = seeds * n if variance <= 0.0 or binomial_var == 0.0 else binomial_var / variance
-    z = sps.t.ppf(0.5 + level / 2, seeds - 1) if seeds > 1 else sps.norm.ppf(0.5 + level / 2)
+    z = _quantile(0.5 + level / 2, df)
     centre = (mean + z * z / (2 * n_eff)) / (1 + z * z / n_eff)
     half = z / (1 + z * z / n_eff) * math.sqrt(binomial_var / n_eff + z * z / (4 * n_eff * n_eff))
     return float(max(0.0, min(mean, centre - half))), float(min(1.0, max(mean, centre + half)))
@@ -128,73 +251,114 @@ def binomial_ci(successes: int, trials: int, level: float = 0.95) -> tuple[float
     return float(interval.low), float(interval.high)
 
 
-def is_claim(result: dict, adjusted_p: float) -> bool:
-    """A framework-level difference: enough seeds, a corrected p below 5 % and an interval that excludes zero."""
-    low, high = result["ci95"]
-    return result["framework_level"] and adjusted_p < ALPHA and not low <= 0.0 <= high
+def is_claim(result: dict) -> bool:
+    """A framework-level difference: enough seeds, a Holm p below 5 % and a Holm interval that excludes zero."""
+    low, high = result["ci_holm"]
+    return bool(result["framework_level"] and result["p_holm"] < ALPHA and not low <= 0.0 <= high)
 
 
-def verdict(name_a: str, name_b: str, result: dict, adjusted_p: float, pairs: int) -> str:
+def verdict(name_a: str, name_b: str, result: dict, pairs: int) -> str:
     """One sentence, computed from the numbers, saying what the data show about A vs B's accuracy."""
     low, high = result["ci95"]
     points = f"{name_a} − {name_b} = {100 * result['diff']:+.2f} points, 95 % CI [{100 * low:+.2f}, {100 * high:+.2f}]"
-    correction = f"Holm-adjusted over {pairs} pairs p = {format_p(adjusted_p)}" if pairs > 1 else f"p = {format_p(adjusted_p)}"
-    if result["diff"] == 0.0 and result["se_images"] == 0.0:
+    correction = (f"Holm-adjusted over {pairs} pairs p = {format_p(result['p_holm'])}" if pairs > 1
+                  else f"p = {format_p(result['p_holm'])}")
+    if result["identical"]:
         return (f"no difference between {name_a} and {name_b}: identical predictions on every test image "
                 f"for each of the {result['seeds']} seed(s)")
+    if result["n"] < 2:
+        return (f"{name_a} vs {name_b}: not decidable with {result['n']} test image; the test-image noise needs at "
+                "least two (use a larger prepare.test_fraction)")
     if not result["framework_level"]:
         return (f"{name_a} vs {name_b}: not decidable with {result['seeds']} seed(s), a framework-level answer needs "
                 f"at least {MIN_SEEDS_FOR_FRAMEWORK_CLAIM}; these trained models: {points} over the test images")
-    if not is_claim(result, adjusted_p):
+    if math.isnan(result["p"]):
+        return (f"{name_a} vs {name_b}: not testable, the difference ({100 * result['diff']:+.2f} points) did not vary "
+                f"over the {result['seeds']} seeds and {result['n']:,} test images, so its noise cannot be estimated")
+    if not result["significant"]:
         return (f"no significant difference between {name_a} and {name_b} over {result['seeds']} seeds "
-                f"({points}; {correction})")
+                f"({points}; {correction}); this design detects gaps of {100 * result['detectable']:.2f} points "
+                f"or more with {100 * POWER:.0f} % power")
     better, worse = (name_a, name_b) if result["diff"] > 0 else (name_b, name_a)
-    small, large = sorted((abs(100 * low), abs(100 * high)))
+    small, large = sorted((abs(100 * result["ci_holm"][0]), abs(100 * result["ci_holm"][1])))
     return (f"{better} more accurate than {worse} by {abs(100 * result['diff']):.2f} points over {result['seeds']} seeds, "
-            f"95 % CI [{small:.2f}, {large:.2f}] ({correction})")
+            f"{100 * result['holm_level']:.2f} % CI [{small:.2f}, {large:.2f}] (the level Holm tested it at; {correction})")
 
 
 def format_p(p: float) -> str:
+    if math.isnan(p):
+        return "n/a"
     return "< 1e-300" if p < 1e-300 else f"{p:.3g}"
 
 
-def median_interval(samples, resamples: int, seed: int, level: float = 0.95) -> tuple[float, float, float]:
-    """(median, low, high): percentile bootstrap interval of the median of repeated measurements."""
-    samples = np.asarray(samples, dtype=np.float64)
-    if len(samples) < 2 or np.ptp(samples) == 0.0:
-        value = float(np.median(samples))
-        return value, value, value
-    result = sps.bootstrap((samples,), np.median, n_resamples=resamples, confidence_level=level,
-                           method="percentile", random_state=np.random.default_rng(seed))
-    interval = result.confidence_interval
-    return float(np.median(samples)), float(interval.low), float(interval.high)
+def rounds_summary(values, level: float = 0.95) -> dict:
+    """A speed figure measured once per interleaved round: geometric mean and a t interval over the rounds.
+
+    No interval (None) from fewer than two rounds or from rounds that all measured the same value.
+    """
+    logs = np.log(np.asarray(values, dtype=np.float64))
+    centre = float(np.exp(logs.mean()))
+    interval = None
+    if len(logs) > 1 and logs.std(ddof=1) > 0:
+        half = _quantile(0.5 + level / 2, len(logs) - 1) * logs.std(ddof=1) / math.sqrt(len(logs))
+        interval = [float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))]
+    return {"value": centre, "ci95": interval, "rounds": len(logs)}
 
 
-def ratio_interval(a, b, resamples: int, seed: int, level: float = 0.95) -> tuple[float, float, float]:
-    """(median(a) / median(b), low, high): bootstrap over both sets of repeated measurements."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    ratio = float(np.median(a) / np.median(b))
-    if len(a) < 2 or len(b) < 2:
-        return ratio, ratio, ratio
+def round_ratios(values: dict[str, list[float]], higher_is_better: bool) -> dict[str, dict]:
+    """Every pair's speed ratio from interleaved rounds (values[framework][round], the same rounds for all).
 
-    def statistic(x, y, axis=-1):
-        return np.median(x, axis=axis) / np.median(y, axis=axis)
+    The round is the unit: a pair's log ratio within each round, a t test and interval over rounds
+    (R − 1 df), Holm over the pairs, and the interval at the level Holm tested it. `ratio` is A over B
+    oriented so that above 1 means A is faster. Also the smallest ratio the design detects with 80 % power.
+    """
+    names = list(values)
+    logs = {name: np.log(np.asarray(values[name], dtype=np.float64)) for name in names}
+    results = {}
+    for a, b in combinations(names, 2):
+        differences = (logs[a] - logs[b]) * (1.0 if higher_is_better else -1.0)
+        rounds = len(differences)
+        mean = float(differences.mean())
+        variance = float(differences.var(ddof=1)) / rounds if rounds > 1 else 0.0
+        p, _ = _t_test(mean, variance, rounds - 1)
+        results[f"{a}_vs_{b}"] = {"ratio": math.exp(mean), "p": p, "rounds": rounds, "log_mean": mean,
+                                  "log_se": math.sqrt(variance), "df": rounds - 1}
+    pairs = len(results)
+    adjusted, steps = holm({key: r["p"] for key, r in results.items()}, with_steps=True)
+    for key, r in results.items():
+        step_alpha = ALPHA / steps[key]
+        r["p_holm"], r["holm_level"] = adjusted[key], 1.0 - step_alpha
+        r["ci95"], r["ci_holm"], r["detectable_ratio"] = None, None, None
+        if r["log_se"] > 0:
+            for name, level in (("ci95", 0.95), ("ci_holm", 1.0 - step_alpha)):
+                half = _quantile(0.5 + level / 2, r["df"]) * r["log_se"]
+                r[name] = [math.exp(r["log_mean"] - half), math.exp(r["log_mean"] + half)]
+            r["detectable_ratio"] = math.exp((_quantile(1 - ALPHA / (2 * pairs), r["df"]) + _quantile(POWER, r["df"]))
+                                             * r["log_se"])
+        r["significant"] = bool(r["ci_holm"] and r["p_holm"] < ALPHA and not r["ci_holm"][0] <= 1.0 <= r["ci_holm"][1])
+    return results
 
-    result = sps.bootstrap((a, b), statistic, n_resamples=resamples, confidence_level=level, method="percentile",
-                           vectorized=True, random_state=np.random.default_rng(seed))
-    interval = result.confidence_interval
-    return ratio, float(interval.low), float(interval.high)
 
-
-def speed_sentence(what: str, names: tuple[str, str], ratio: tuple[float, float, float], unit_faster: str) -> str:
-    """'A is 1.7× faster than B (95 % CI …)' only when the ratio's interval excludes 1; otherwise says it cannot tell."""
-    value, low, high = ratio
-    a, b = names
-    if low > 1.0:
-        return f"{a} {unit_faster} than {b} in {what}: {value:.2f}×, 95 % CI [{low:.2f}, {high:.2f}]"
-    if high < 1.0:
-        return f"{b} {unit_faster} than {a} in {what}: {1 / value:.2f}×, 95 % CI [{1 / high:.2f}, {1 / low:.2f}]"
-    return f"{a} and {b} cannot be told apart in {what}: ratio {value:.2f}, 95 % CI [{low:.2f}, {high:.2f}] includes 1"
+def speed_sentence(what: str, a: str, b: str, result: dict, pairs: int) -> str:
+    """'A is 1.7× faster than B in …' only when the Holm-tested interval over rounds excludes 1."""
+    rounds = f"{result['rounds']} interleaved round{'s' if result['rounds'] != 1 else ''}"
+    if result["ci95"] is None:
+        return (f"{a} and {b} cannot be compared in {what}: the {rounds} give no spread to estimate noise from "
+                "(run speed.rounds ≥ 2)")
+    correction = f"Holm over {pairs} pairs p = {format_p(result['p_holm'])}" if pairs > 1 else f"p = {format_p(result['p_holm'])}"
+    if result["significant"]:
+        ratio, (low, high) = result["ratio"], result["ci_holm"]
+        faster, slower = (a, b) if ratio > 1 else (b, a)
+        if ratio < 1:
+            ratio, low, high = 1 / ratio, 1 / high, 1 / low
+        return (f"{faster} is faster than {slower} in {what}: {ratio:.2f}×, {100 * result['holm_level']:.2f} % CI "
+                f"[{low:.2f}, {high:.2f}] over {rounds} ({correction})")
+    low, high = result["ci95"]
+    detectable = result["detectable_ratio"]
+    power = (f"this design detects ratios of {detectable:.2f}× or more with {100 * POWER:.0f} % power" if detectable < 10
+             else f"this design cannot detect even a 10× ratio with {100 * POWER:.0f} % power: too few rounds (speed.rounds)")
+    return (f"{a} and {b} cannot be told apart in {what}: ratio {result['ratio']:.2f}, 95 % CI [{low:.3g}, {high:.3g}] "
+            f"over {rounds} ({correction}); {power}")
 
 
 def bootstrap_auc_ci(actual: np.ndarray, probability: np.ndarray, samples: int, seed: int,
