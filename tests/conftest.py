@@ -86,8 +86,13 @@ def project_params(overrides: dict) -> str:
     return yaml.safe_dump(merge_dicts(yaml.safe_load((ROOT / "params.yaml").read_text()), overrides), sort_keys=False)
 
 
+# The speed stage at the smallest design that still gives intervals (two rounds): tests check its wiring, not speed.
+TINY_SPEED = {"rounds": 2, "train_images": 32, "timed_epochs": 1, "inference_images": 32, "latency_calls": 5}
+
+
 def make_dvc_project(directory: Path, overrides: dict, bin_dir: Path = BIN) -> Path:
-    """A fresh git + DVC repo holding this project's pipeline, plot templates and code, with params overridden."""
+    """A fresh git + DVC repo holding this project's pipeline, plot templates and code, with params overridden
+    (the speed stage at TINY_SPEED unless the overrides say otherwise)."""
     import shutil
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -95,7 +100,7 @@ def make_dvc_project(directory: Path, overrides: dict, bin_dir: Path = BIN) -> P
         shutil.copy(ROOT / name, directory / name)
     shutil.copytree(ROOT / "src", directory / "src", symlinks=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    (directory / "params.yaml").write_text(project_params(overrides))
+    (directory / "params.yaml").write_text(project_params(merge_dicts({"speed": TINY_SPEED}, overrides)))
     run_tool(["git", "init", "-q"], directory, bin_dir)
     run_tool(["dvc", "init", "-q"], directory, bin_dir)
     shutil.copytree(ROOT / ".dvc" / "plots", directory / ".dvc" / "plots")
@@ -122,6 +127,7 @@ TINY_TRAINING = {
     "model": {"filters": [8, 16]},
     "train": {"epochs": 2, "batch_size": 16},
     "evaluate": {"latency_runs": 5},
+    "speed": TINY_SPEED,
 }
 
 

@@ -6,7 +6,7 @@ from conftest import ROOT, run_cli, write_params
 
 def test_help_lists_every_stage_without_importing_a_framework(tmp_path):
     result = run_cli("--help", cwd=tmp_path, check=True)
-    for stage in ("check", "fetch", "prepare", "train", "evaluate", "compare", "predict"):
+    for stage in ("check", "fetch", "prepare", "train", "evaluate", "speed", "compare", "predict"):
         assert stage in result.stdout
     assert "<bool>" not in result.stdout and "╭" not in result.stdout  # plain click help, no type column for --help
     predict_help = run_cli("predict", "--help", cwd=tmp_path, check=True).stdout

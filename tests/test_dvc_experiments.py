@@ -35,12 +35,14 @@ def test_repro_then_experiment_shows_every_framework(tmp_path):
 
     experiment = run_tool(["dvc", "exp", "run", "-S", "train.epochs=2"], project).stdout
     assert "Running stage 'prepare'" not in experiment and "Running stage 'train@keras-0'" in experiment
+    # Speed is measured by its own stage, which the number of epochs does not change.
+    assert "Running stage 'speed'" not in experiment
 
     shown = json.loads(run_tool(["dvc", "exp", "show", "--json"], project).stdout)
     for framework in NAMES:  # the headline, per framework, is what exp show lists
         assert f'"{framework}": {{"acc": ' in json.dumps(shown)
     # Per-run files are outputs (and compare's dependencies), not metrics.
-    assert metric_files(shown) == {"metrics/compare.json"}
+    assert metric_files(shown) == {"metrics/compare.json", "metrics/speed.json"}
 
     diff = json.loads(run_tool(["dvc", "metrics", "diff", "--json"], project).stdout)
     assert list(diff) == ["metrics/compare.json"]
