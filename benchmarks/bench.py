@@ -14,6 +14,8 @@ Measures, on this machine and in this run:
                    (image_dataset_from_directory, augmentation layers in a tf.data map, prefetch, fit) on the
                    Keras backend each Keras framework runs on, and on TensorFlow for tensorflow; PyTorch's
                    ImageFolder + DataLoader feeding the framework's own step for pytorch and jax (JAX's documentation trains with PyTorch data loading)
+  scales.<model>.<fw>  training images/s of the framework's own loop on the plain CNN, the residual network and
+                   the residual network four times as wide, and the order of the frameworks at each scale
   inference.<fw>   latency of one image (p50, p95) and batched images/s
   time_to_accuracy.<fw>  not trained here (that takes the whole recipe): copied from the pipeline's last
                    `compare` (reports/comparison.json), the median over its seeds of the training seconds until
@@ -65,11 +67,27 @@ def settings(quick: bool, frameworks: list[str]):
                         "latency_runs": 50, "tutorial_images": 2048, "full_dataset": FULL_DATASET}
     params = params.model_copy(update={
         "prepare": params.prepare.model_copy(update={"image_size": 32}),
-        "model": params.model.model_copy(update={"filters": [8, 16]}),
+        "model": params.model.model_copy(update={
+            "plain_cnn": params.model.plain_cnn.model_copy(update={"filters": [8, 16]}),
+            "resnet": params.model.resnet.model_copy(update={"stem_width": 8, "widths": [8, 16], "blocks_per_stage": 1})}),
         "train": params.train.model_copy(update={"batch_size": 16}),
     })
     return params, {"train_images": 128, "epochs": 3, "prepare_repeats": 1, "gemm_n": 256, "gemm_repeats": 2,
                     "latency_runs": 5, "tutorial_images": 64, "full_dataset": 512}
+
+
+# The ranking at two model scales: the plain CNN, and the residual network at its widths and at four times them.
+SCALES = {"plain_cnn": ("plain_cnn", 1), "resnet": ("resnet", 1), "resnet x4": ("resnet", 4)}
+
+
+def at_scale(params, preset: str, width: int = 1):
+    """params with model.preset = `preset`, the residual network's widths (stem included) times `width`."""
+    model = params.model.model_copy(update={"preset": preset})
+    if width != 1:
+        resnet = model.resnet
+        model = model.model_copy(update={"resnet": resnet.model_copy(update={
+            "stem_width": resnet.stem_width * width, "widths": [w * width for w in resnet.widths]})})
+    return params.model_copy(update={"model": model})
 
 
 # ---------------------------------------------------------------- measured in the parent process
@@ -199,17 +217,53 @@ def bare_steps(implementation, x, y, batch_size, epochs) -> list[float]:
     return times
 
 
+def own_loop_seconds(implementation, x, y, x_val, y_val) -> tuple[list[float], int]:
+    """Training seconds of each epoch of the framework's own loop (`fit`), and the images per epoch."""
+    from dlcompare.batches import TrainBatches
+    from dlcompare.frameworks.base import TrainingSession
+
+    train = implementation.train
+    batches = TrainBatches(x, y, train.batch_size, seed=0, flip=train.augment.flip, shift=train.augment.shift)
+    with tempfile.TemporaryDirectory() as checkpoints:
+        session = TrainingSession(train=train, seed=0, batches=batches, val_x=x_val[:256], val_y=y_val[:256],
+                                  checkpoint_dir=Path(checkpoints))
+        implementation.fit(session)
+    return [session.history[e]["train_seconds"] for e in range(train.epochs)], batches.steps * batches.batch_size
+
+
+def child_scale(framework_at_scale: str, prepared: Path, quick: bool) -> dict:
+    """Training images/s of one framework's own loop on one of SCALES' models, with as many FLOPs per epoch as
+    the plain CNN's measurement (fewer images for a costlier model, at least four batches)."""
+    from dlcompare import frameworks, architectures
+    from dlcompare.prepared import load_split
+
+    framework, scale = framework_at_scale.split("@")
+    params, sizes = settings(quick, [framework])
+    plain = architectures.from_params(at_scale(params, "plain_cnn"))
+    params = at_scale(params, *SCALES[scale])
+    spec, batch = architectures.from_params(params), params.train.batch_size
+    count = max(4 * batch, sizes["train_images"] * plain.flops_per_image() // spec.flops_per_image() // batch * batch)
+    x, y = load_split(prepared, "train")
+    x_val, y_val = load_split(prepared, "val")
+    module = frameworks.load(framework)
+    implementation = module.Implementation(spec, params.train.model_copy(update={"epochs": sizes["epochs"]}), seed=0)
+    implementation.build(spec.initial_weights(0))
+    seconds, images = own_loop_seconds(implementation, x[:count], y[:count], x_val, y_val)
+    rate, _ = _epoch_rates(seconds, images)
+    return {"images_per_s": rate, "images_per_s_range": _rate_range(seconds, images), "images": images,
+            "gflops": 3 * spec.flops_per_image() * rate / 1e9, "flops_per_image": spec.flops_per_image(),
+            "params": spec.parameter_count(), "epochs_timed": sizes["epochs"] - 1}
+
+
 def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
     """Training, bare-loop and inference figures of one framework, and its engine's GEMM ceiling."""
-    from dlcompare import frameworks
-    from dlcompare.batches import EvalBatches, TrainBatches, to_float
+    from dlcompare import frameworks, architectures
+    from dlcompare.batches import EvalBatches, to_float
     from dlcompare.evaluate import latency_ms
-    from dlcompare.frameworks.base import TrainingSession
-    from dlcompare.model_spec import ModelSpec
     from dlcompare.prepared import load_split
 
     params, sizes = settings(quick, [framework])
-    spec = ModelSpec.from_params(params)
+    spec = architectures.from_params(params)
     train = params.train.model_copy(update={"epochs": sizes["epochs"]})
     x, y = load_split(prepared, "train")
     x, y = x[: sizes["train_images"]], y[: sizes["train_images"]]
@@ -220,13 +274,7 @@ def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
 
     implementation = module.Implementation(spec, train, seed=0)
     implementation.build(spec.initial_weights(0))
-    batches = TrainBatches(x, y, train.batch_size, seed=0, flip=train.augment.flip, shift=train.augment.shift)
-    with tempfile.TemporaryDirectory() as checkpoints:
-        session = TrainingSession(train=train, seed=0, batches=batches, val_x=x_val[:256], val_y=y_val[:256],
-                                  checkpoint_dir=Path(checkpoints))
-        implementation.fit(session)
-    images = batches.steps * batches.batch_size
-    harness_seconds = [session.history[e]["train_seconds"] for e in range(train.epochs)]
+    harness_seconds, images = own_loop_seconds(implementation, x, y, x_val, y_val)
     ours, first_overhead = _epoch_rates(harness_seconds, images)
 
     bare = module.Implementation(spec, train, seed=0)
@@ -268,14 +316,13 @@ def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
 
 def child_memory(framework: str, prepared: Path, quick: bool) -> dict:
     """Peak memory of one training epoch over a full-size dataset, memory-mapped as `train` reads it."""
-    from dlcompare import frameworks
+    from dlcompare import frameworks, architectures
     from dlcompare.batches import TrainBatches
     from dlcompare.frameworks.base import TrainingSession
-    from dlcompare.model_spec import ModelSpec
     from dlcompare.prepared import load_split
 
     params, sizes = settings(quick, [framework])
-    spec = ModelSpec.from_params(params)
+    spec = architectures.from_params(params)
     train = params.train.model_copy(update={"epochs": 1})
     real, labels = load_split(prepared, "train")
     n, size = sizes["full_dataset"], params.prepare.image_size
@@ -318,8 +365,7 @@ JPEG_SIZE = "500x375, re-encoded from the shared 200x200 images"
 def child_tutorial(framework: str, source: Path, quick: bool) -> dict:
     """The keras-io "Image classification from scratch" pipeline, on JPEG files of the original size, on the
     Keras backend `framework` runs on (tensorflow's users would start from the same page, on TensorFlow)."""
-    from dlcompare import frameworks
-    from dlcompare.model_spec import ModelSpec
+    from dlcompare import frameworks, architectures
 
     params, sizes = settings(quick, [framework])
     frameworks.load(framework, params.train.threads)  # sets KERAS_BACKEND before Keras is imported
@@ -347,7 +393,7 @@ def child_tutorial(framework: str, source: Path, quick: bool) -> dict:
 
         dataset = dataset.map(lambda x, y: (augment(x) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
         dataset = dataset.prefetch(tf.data.AUTOTUNE)
-        model = build_model(ModelSpec.from_params(params))
+        model = build_model(architectures.from_params(params))
         model.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate), loss="binary_crossentropy",
                       metrics=["accuracy"])
         times: list[float] = []
@@ -369,9 +415,8 @@ def child_loader_tutorial(framework: str, source: Path, quick: bool) -> dict:
 
     from PIL import Image
 
-    from dlcompare import frameworks
+    from dlcompare import frameworks, architectures
     from dlcompare.batches import to_float
-    from dlcompare.model_spec import ModelSpec
 
     params, sizes = settings(quick, [framework])
     module = frameworks.load(framework, params.train.threads)
@@ -397,7 +442,7 @@ def child_loader_tutorial(framework: str, source: Path, quick: bool) -> dict:
             image = image.transform(image.size, Image.Transform.AFFINE, (1, 0, -dx, 0, 1, -dy))
             return np.asarray(image), label
 
-    spec = ModelSpec.from_params(params)
+    spec = architectures.from_params(params)
     implementation = module.Implementation(spec, params.train, seed=0)
     implementation.build(spec.initial_weights(0))
     with tempfile.TemporaryDirectory() as folder:
@@ -454,7 +499,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, name, path = args.child
-        work = {"framework": child_framework, "memory": child_memory}
+        work = {"framework": child_framework, "memory": child_memory, "scale": child_scale}
         work.update(tutorial=child_tutorial, loader=child_loader_tutorial)
         result = work[kind](name, Path(path), args.quick)
         print(json.dumps({**result, "frameworks_imported": frameworks_imported()}))
@@ -500,6 +545,12 @@ def main() -> None:
         results["gemm_gflops"] = max(engine["gemm_gflops"] for engine in results["engines"].values())
         for train in results["train"].values():
             train["fraction_of_gemm"] = train["gflops"] / results["gemm_gflops"]
+        results["scales"] = {scale: {} for scale in SCALES}
+        for scale in SCALES:
+            for framework in chosen:
+                measured = run_child(args.quick, "scale", f"{framework}@{scale}", prepared)
+                measured["fraction_of_gemm"] = measured["gflops"] / results["gemm_gflops"]
+                results["scales"][scale][framework] = measured
         results["tutorials"] = {}
         for framework in chosen:
             kind, name, runs_as = TUTORIAL_OF[framework]
@@ -545,6 +596,7 @@ def print_table(results: dict, params, sizes: dict, out_file: Path) -> None:
               f"{t['harness_overhead']:7.3f} ({low:6.3f}..{high:6.3f}){t['gflops']:9.1f}"
               f"{t['fraction_of_gemm']:9.2f}{t['first_epoch_overhead_s']:13.2f}{t['peak_rss_mb']:9.0f}"
               f"{t['full_dataset_peak_rss_mb']:8.0f}{t['speedup_vs_tutorial']:12.2f}")
+    print_scales(results["scales"])
     for name, b in results["tutorials"].items():
         print(f"tutorial {name:14} {b['tutorial_images_per_s']:8.1f} images/s ({b['images']} JPEGs, {b['jpeg_size']}): {b['pipeline']}")
     for name, i in results["inference"].items():
@@ -555,6 +607,39 @@ def print_table(results: dict, params, sizes: dict, out_file: Path) -> None:
               ", ".join(f"{target}: " + (f"{r['median']:.0f} s" if r["median"] is not None else "not reached")
                         + f" ({r['reached']} of {r['seeds']} seeds)" for target, r in reached.items())))
     print(f"written: {out_file}")
+
+
+def ranking(measured: dict) -> list[str]:
+    return sorted(measured, key=lambda name: -measured[name]["images_per_s"])
+
+
+def order_changes(first: dict, second: dict) -> list[str]:
+    """The pairs whose order differs between two scales, each marked when both runs' epoch ranges overlap."""
+    changes = []
+    order = ranking(first)
+    for i, a in enumerate(order):
+        for b in order[i + 1:]:
+            if second[b]["images_per_s"] > second[a]["images_per_s"]:
+                overlap = any(r[a]["images_per_s_range"][1] >= r[b]["images_per_s_range"][0] and
+                              r[b]["images_per_s_range"][1] >= r[a]["images_per_s_range"][0] for r in (first, second))
+                changes.append(f"{b} overtakes {a}" + (" (within the epochs' spread)" if overlap else ""))
+    return changes
+
+
+def print_scales(scales: dict) -> None:
+    names = list(next(iter(scales.values())))
+    print("training at two model scales (own loop, images/s and fraction of the GEMM ceiling; one process per cell, "
+          "the same FLOPs per epoch at every scale):")
+    print(f"{'':12}" + "".join(f"{scale + ' ' + format(next(iter(m.values()))['flops_per_image'] / 1e6, ',.0f') + ' MFLOPs':>26}"
+                                for scale, m in scales.items()))
+    for name in names:
+        print(f"{name:12}" + "".join(f"{m[name]['images_per_s']:16.1f} ({m[name]['fraction_of_gemm']:5.3f})   " for m in scales.values()))
+    for scale, measured in scales.items():
+        print(f"order at {scale}: {' > '.join(ranking(measured))}")
+    first_scale, first = next(iter(scales.items()))
+    for scale, measured in list(scales.items())[1:]:
+        changes = order_changes(first, measured)
+        print(f"from {first_scale} to {scale}: {'; '.join(changes) if changes else 'the same order'}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Why a framework's training stays below the GEMM ceiling: its convolutions, layer by layer.
 
-`python benchmarks/layers.py [--engines torch,jax] [--quick]` measures, for each engine (TensorFlow, PyTorch,
+`python benchmarks/layers.py [--engines torch,jax] [--preset resnet] [--quick]` measures, for each engine (TensorFlow, PyTorch,
 JAX) in its own process, with the thread settings training uses, at the training batch size and image size:
 
   gemm_gflops     float32 GEMM through the engine (bench.py's measurement, same device); fractions are of the
                   fastest engine's figure, the machine's ceiling as in bench.py
-  layers.<conv>   that convolution alone: forward, and forward + backward (the kernel's gradient and, after
+  layers.<conv>   that convolution alone (every one of the preset's: strided and 1x1 shortcut ones too): forward, and forward + backward (the kernel's gradient and, after
                   the first layer, the input's: what training computes); milliseconds per batch and GFLOP/s
   step_ms         the framework's whole training step on one batch (its train_batch adapter: the same code
                   the equivalence tests drive), for the framework that runs on that engine alone
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -31,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import ROOT, engine_gemm_gflops, settings
+from dlcompare.architectures import PRESETS
+
+from bench import ROOT, at_scale, engine_gemm_gflops, settings
 
 FRAMEWORK_OF_ENGINE = {"tensorflow": "tensorflow", "torch": "pytorch", "jax": "jax"}
 
@@ -56,96 +57,103 @@ def torch_convolutions(spec, batch: int):
 
     from dlcompare.frameworks.runtime_torch import device
 
-    where, k = device(), spec.kernel_size
+    where = device()
     sync = torch.cuda.synchronize if where.type == "cuda" else (lambda: None)
     layers = {}
-    for index, (name, cin, cout, size, _) in enumerate(spec.convs()):
+    for index, c in enumerate(spec.convs()):
         def tensor(*shape):
             return torch.rand(*shape, device=where).to(memory_format=torch.channels_last)
 
-        x, w, g = tensor(batch, cin, size, size), tensor(cout, cin, k, k), tensor(batch, cout, size, size)
+        k, size = c.kernel_size, c.input_size
+        x, w = tensor(batch, c.in_channels, size, size), tensor(c.out_channels, c.in_channels, k, k)
+        g = tensor(batch, c.out_channels, c.output_size, c.output_size)
         wrt = [w.requires_grad_()] + ([x.requires_grad_()] if index else [])
 
-        def forward(x=x, w=w):
+        def forward(x=x, w=w, c=c):
             with torch.no_grad():
-                F.conv2d(x, w, padding="same")
+                F.conv2d(x, w, stride=c.stride, padding=c.padding)
             sync()
 
-        def train(x=x, w=w, g=g, wrt=wrt):
-            torch.autograd.grad(F.conv2d(x, w, padding="same"), wrt, g)
+        def train(x=x, w=w, g=g, wrt=wrt, c=c):
+            torch.autograd.grad(F.conv2d(x, w, stride=c.stride, padding=c.padding), wrt, g)
             sync()
 
-        layers[name] = (forward, train)
+        layers[c.name] = (forward, train)
     return layers
 
 
 def tensorflow_convolutions(spec, batch: int):
     import tensorflow as tf
 
-    k, layers = spec.kernel_size, {}
-    for index, (name, cin, cout, size, _) in enumerate(spec.convs()):
-        x, w = tf.random.uniform((batch, size, size, cin)), tf.random.uniform((k, k, cin, cout))
-        g = tf.random.uniform((batch, size, size, cout))
-        forward = tf.function(lambda x=x, w=w: tf.nn.conv2d(x, w, 1, "SAME"))
+    layers = {}
+    for index, c in enumerate(spec.convs()):
+        k, p = c.kernel_size, [[0, 0], [c.padding, c.padding], [c.padding, c.padding], [0, 0]]
+        x, w = tf.random.uniform((batch, c.input_size, c.input_size, c.in_channels)), tf.random.uniform((k, k, c.in_channels, c.out_channels))
+        g = tf.random.uniform((batch, c.output_size, c.output_size, c.out_channels))
+        forward = tf.function(lambda x=x, w=w, c=c, p=p: tf.nn.conv2d(x, w, c.stride, p))
 
         @tf.function
-        def train(x=x, w=w, g=g, first=index == 0):
+        def train(x=x, w=w, g=g, first=index == 0, c=c, p=p):
             with tf.GradientTape() as tape:
                 tape.watch([x, w])
-                y = tf.nn.conv2d(x, w, 1, "SAME")
+                y = tf.nn.conv2d(x, w, c.stride, p)
             return tape.gradient(y, [w] if first else [w, x], output_gradients=g)
 
-        layers[name] = (forward, train)
+        layers[c.name] = (forward, train)
     return layers
 
 
 def jax_convolutions(spec, batch: int):
     """jax_fw's own conv, jitted alone."""
+    from functools import partial
+
     import jax
 
     from dlcompare.frameworks.jax_fw import conv
 
-    k, layers, keys = spec.kernel_size, {}, iter(jax.random.split(jax.random.key(0), 3 * len(spec.convs())))
-    for index, (name, cin, cout, size, _) in enumerate(spec.convs()):
-        x = jax.random.uniform(next(keys), (batch, size, size, cin))
-        w = jax.random.uniform(next(keys), (k, k, cin, cout))
-        g = jax.random.uniform(next(keys), (batch, size, size, cout))
-        forward = jax.jit(conv)
+    layers, keys = {}, iter(jax.random.split(jax.random.key(0), 3 * len(spec.convs())))
+    for index, c in enumerate(spec.convs()):
+        k, unit = c.kernel_size, partial(conv, c=c)
+        x = jax.random.uniform(next(keys), (batch, c.input_size, c.input_size, c.in_channels))
+        w = jax.random.uniform(next(keys), (k, k, c.in_channels, c.out_channels))
+        g = jax.random.uniform(next(keys), (batch, c.output_size, c.output_size, c.out_channels))
+        forward = jax.jit(unit)
         if index:
-            train = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g))
+            train = jax.jit(lambda x, w, g, unit=unit: jax.vjp(unit, x, w)[1](g))
         else:
-            train = jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g))
-        layers[name] = (lambda f=forward, x=x, w=w: jax.block_until_ready(f(x, w)),
-                        lambda f=train, x=x, w=w, g=g: jax.block_until_ready(f(x, w, g)))
+            train = jax.jit(lambda x, w, g, unit=unit: jax.vjp(lambda w: unit(x, w), w)[1](g))
+        layers[c.name] = (lambda f=forward, x=x, w=w: jax.block_until_ready(f(x, w)),
+                          lambda f=train, x=x, w=w, g=g: jax.block_until_ready(f(x, w, g)))
     return layers
 
 
 CONVOLUTIONS = {"torch": torch_convolutions, "tensorflow": tensorflow_convolutions, "jax": jax_convolutions}
 
 
-def child(engine: str, quick: bool) -> dict:
-    from dlcompare import frameworks
+def child(engine: str, preset: str, quick: bool) -> dict:
+    from dlcompare import frameworks, architectures
     from dlcompare.batches import TrainBatches
-    from dlcompare.model_spec import ModelSpec
 
     framework = FRAMEWORK_OF_ENGINE[engine]
     params, sizes = settings(quick, [framework])
+    params = at_scale(params, preset or params.model.preset)
     module = frameworks.load(framework, params.train.threads)
-    spec, batch = ModelSpec.from_params(params), params.train.batch_size
+    spec, batch = architectures.from_params(params), params.train.batch_size
     repeats = 5 if quick else 20
     gemm, engine_settings = engine_gemm_gflops(engine, sizes["gemm_n"], sizes["gemm_repeats"])
 
     layers, conv_ms = {}, 0.0
     timers = CONVOLUTIONS[engine](spec, batch).values()
-    for index, ((name, cin, cout, size, _), (forward, train)) in enumerate(zip(spec.convs(), timers)):
-        flops = 2 * batch * size * size * spec.kernel_size**2 * cin * cout  # forward; backward: one more per gradient
+    for index, (c, (forward, train)) in enumerate(zip(spec.convs(), timers)):
+        flops = batch * c.flops  # forward; backward: one more per gradient
         passes = 3 if index else 2  # the first layer's input needs no gradient, as the timers above
-        layer = {"shape": f"{size}x{size}x{cin} -> {cout}", "forward": timed(forward, repeats),
+        shape = f"{c.kernel_size}x{c.kernel_size}/{c.stride} {c.input_size}x{c.input_size}x{c.in_channels} -> {c.out_channels}"
+        layer = {"shape": shape, "forward": timed(forward, repeats),
                  "forward_backward": timed(train, repeats)}
         layer["forward"]["gflops"] = flops / layer["forward"]["median_ms"] / 1e6
         layer["forward_backward"]["gflops"] = passes * flops / layer["forward_backward"]["median_ms"] / 1e6
         conv_ms += layer["forward_backward"]["median_ms"]
-        layers[name] = layer
+        layers[c.name] = layer
 
     implementation = module.Implementation(spec, params.train, seed=0)
     implementation.build(spec.initial_weights(0))
@@ -160,7 +168,7 @@ def child(engine: str, quick: bool) -> dict:
     ten = timed(ten_steps, max(3, repeats // 4))
     step_time = {"median_ms": ten["median_ms"] / 10, "iqr_ms": [t / 10 for t in ten["iqr_ms"]]}
     step_flops = 3 * spec.flops_per_image() * batch
-    return {"engine": engine, "framework": framework, "gemm_gflops": gemm, **engine_settings, "batch": batch,
+    return {"engine": engine, "framework": framework, "preset": spec.preset, "gemm_gflops": gemm, **engine_settings, "batch": batch,
             "image_size": spec.image_size, "layers": layers, "step": {**step_time, "gflops": step_flops / step_time["median_ms"] / 1e6},
             "conv_ms": conv_ms, "conv_share": conv_ms / step_time["median_ms"]}
 
@@ -173,10 +181,12 @@ def main() -> None:
                         help="comma-separated subset of tensorflow,torch,jax (default: those installed)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (tests); the numbers mean nothing")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for the JSON file")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="the architecture whose convolutions are timed (default: params.yaml model.preset)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.quick)))
+        print(json.dumps(child(args.child, args.preset, args.quick)))
         return
     engines = args.engines or [e for e, modules in {"tensorflow": ["tensorflow"], "torch": ["torch"],
                                                     "jax": ["jax", "optax"]}.items()
@@ -186,7 +196,8 @@ def main() -> None:
         raise SystemExit(f"layers: unknown engine(s) {', '.join(unknown)}; use {', '.join(FRAMEWORK_OF_ENGINE)}")
     results = {}
     for engine in engines:
-        command = [sys.executable, __file__, *(["--quick"] if args.quick else []), "--child", engine]
+        command = [sys.executable, __file__, *(["--quick"] if args.quick else []), *(["--preset", args.preset] if args.preset else []),
+                   "--child", engine]
         ran = subprocess.run(command, capture_output=True, text=True)
         if ran.returncode != 0:
             raise SystemExit(f"layers: {engine} failed:\n{ran.stderr[-3000:]}")
@@ -200,12 +211,12 @@ def main() -> None:
     out_file = args.out / f"{socket.gethostname()}-{date.today().isoformat()}-layers{'-quick' if args.quick else ''}.json"
     out_file.write_text(json.dumps(results, indent=2) + "\n")
     for engine, r in results.items():
-        print(f"{engine} (steps of {r['framework']}), batch {r['batch']}, {r['image_size']} px, its GEMM "
+        print(f"{engine} (steps of {r['framework']}), {r['preset']}, batch {r['batch']}, {r['image_size']} px, its GEMM "
               f"{r['gemm_gflops']:.0f} GFLOP/s, fractions of the ceiling {ceiling:.0f}:")
-        print(f"  {'layer':10}{'shape':>20}{'fwd ms':>9}{'GFLOP/s':>9}{'of GEMM':>9}{'fwd+bwd ms':>12}{'GFLOP/s':>9}{'of GEMM':>9}")
+        print(f"  {'layer':24}{'kernel/stride, input -> out':>30}{'fwd ms':>9}{'GFLOP/s':>9}{'of GEMM':>9}{'fwd+bwd ms':>12}{'GFLOP/s':>9}{'of GEMM':>9}")
         for name, layer in r["layers"].items():
             f, t = layer["forward"], layer["forward_backward"]
-            print(f"  {name:10}{layer['shape']:>20}{f['median_ms']:9.2f}{f['gflops']:9.1f}{f['fraction_of_gemm']:9.2f}"
+            print(f"  {name:24}{layer['shape']:>30}{f['median_ms']:9.2f}{f['gflops']:9.1f}{f['fraction_of_gemm']:9.2f}"
                   f"{t['median_ms']:12.2f}{t['gflops']:9.1f}{t['fraction_of_gemm']:9.2f}")
         s = r["step"]
         print(f"  whole training step {s['median_ms']:.2f} ms (IQR {s['iqr_ms'][0]:.2f}-{s['iqr_ms'][1]:.2f}), "

@@ -124,7 +124,7 @@ def tiny_prepared(tmp_path_factory) -> Path:
 
 TINY_TRAINING = {
     "prepare": {"image_size": 32},
-    "model": {"filters": [8, 16]},
+    "model": {"plain_cnn": {"filters": [8, 16]}},
     "train": {"epochs": 2, "batch_size": 16},
     "evaluate": {"latency_runs": 5},
     "speed": TINY_SPEED,

@@ -6,24 +6,7 @@ import sys
 
 from conftest import ROOT
 from dlcompare.frameworks import NAMES, REGISTRY
-from dlcompare.model_spec import ModelSpec
-
-
-def spec(**changes):
-    base = dict(image_size=8, filters=(4,), convs_per_block=1, kernel_size=3, batch_norm=True, bn_momentum=0.9,
-                bn_epsilon=1e-3, head="global_avg", dense_units=0, dropout=0.0)
-    return ModelSpec(**{**base, **changes})
-
-
-def test_flops_match_a_hand_count():
-    # conv 3x3, 3 -> 4 channels on 8x8 'same': 8*8 outputs * 4 filters * (3*3*3) multiply-adds; output dense 4 -> 1.
-    assert spec().flops_per_image() == 2 * (8 * 8 * 4 * 27) + 2 * (4 * 1)
-    # Two blocks, flatten head, hidden dense layer: second conv runs at 4x4 after pooling.
-    two = spec(filters=(4, 6), head="flatten", dense_units=5)
-    conv = 2 * (8 * 8 * 4 * 27) + 2 * (4 * 4 * 6 * 3 * 3 * 4)
-    dense = 2 * ((2 * 2 * 6) * 5) + 2 * (5 * 1)
-    assert two.flops_per_image() == conv + dense
-    assert two.parameter_count() == 3 * 3 * 3 * 4 + 2 * 4 + 3 * 3 * 4 * 6 + 2 * 6 + 24 * 5 + 5 + 5 + 1
+from dlcompare import architectures
 
 
 def test_quick_bench_writes_every_key(tmp_path):
@@ -60,6 +43,19 @@ def test_quick_bench_writes_every_key(tmp_path):
             assert (engine in train["frameworks_imported"]) == (REGISTRY[framework].runtime == engine), framework
         inference = figures["inference"][framework]
         assert inference["latency_ms_p50"] <= inference["latency_ms_p95"] and inference["images_per_s"] > 0
+    # Every framework at each model scale, as a share of the same ceiling, and the order printed per scale.
+    assert list(figures["scales"]) == ["plain_cnn", "resnet", "resnet x4"]
+    flops = [next(iter(measured.values()))["flops_per_image"] for measured in figures["scales"].values()]
+    assert flops[2] > flops[1] > 0 and flops[0] > 0
+    for scale, measured in figures["scales"].items():
+        assert set(measured) == set(NAMES), scale
+        for framework, cell in measured.items():
+            assert cell["fraction_of_gemm"] == cell["gflops"] / figures["gemm_gflops"]
+            assert cell["gflops"] == 3 * cell["flops_per_image"] * cell["images_per_s"] / 1e9
+            slowest, fastest = cell["images_per_s_range"]
+            assert 0 < slowest <= cell["images_per_s"] <= fastest, (scale, framework)
+        assert f"order at {scale}: " in result.stdout
+    assert "from plain_cnn to resnet x4: " in result.stdout
     # Time to accuracy is the pipeline's (the bench trains no full recipe): copied per framework, null where absent.
     compared = json.loads(comparison.read_text())["frameworks"]
     assert set(figures["time_to_accuracy"]) == set(NAMES)
@@ -72,20 +68,23 @@ def test_quick_bench_writes_every_key(tmp_path):
 
 def test_layer_timings_cover_every_convolution_of_the_model(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "layers.py"), "--quick", "--engines", "torch,jax",
-                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+                             "--preset", "resnet", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     [written] = tmp_path.glob("*-layers-quick.json")
     figures = json.loads(written.read_text())
     assert list(figures) == ["torch", "jax"]
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench import settings
+    from bench import at_scale, settings
 
-    model = ModelSpec.from_params(settings(True, ["pytorch"])[0])  # --quick's model
+    model = architectures.from_params(at_scale(settings(True, ["pytorch"])[0], "resnet"))  # --quick's residual network
+    convs = model.convs()
+    assert {c.stride for c in convs} == {1, 2} and {c.kernel_size for c in convs} == {1, 3}, "strided and 1x1 units"
     ceiling = max(engine["gemm_gflops"] for engine in figures.values())
     for engine in figures.values():
-        assert list(engine["layers"]) == [name for name, *_ in model.convs()]
-        for (name, cin, cout, size, _), layer in zip(model.convs(), engine["layers"].values()):
-            flops = 2 * engine["batch"] * size * size * 9 * cin * cout
+        assert engine["preset"] == "resnet"
+        assert list(engine["layers"]) == [c.name for c in convs]
+        for c, layer in zip(convs, engine["layers"].values()):
+            flops = engine["batch"] * c.flops
             assert layer["forward"]["gflops"] == flops / layer["forward"]["median_ms"] / 1e6
             assert layer["forward"]["fraction_of_gemm"] == layer["forward"]["gflops"] / ceiling
             low, high = layer["forward_backward"]["iqr_ms"]

@@ -19,7 +19,7 @@ def test_help_lists_every_stage_without_importing_a_framework(tmp_path):
 def test_missing_params_file_is_one_line_error(tmp_path):
     result = run_cli("prepare", "--params", "nope.yaml", cwd=tmp_path)
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == [f"dlcompare: error: nope.yaml: params file not found; run from the project root or pass --params"]
+    assert result.stderr.strip().splitlines() == ["dlcompare: error: nope.yaml: params file not found; run from the project root or pass --params"]
 
 
 def test_invalid_param_names_key_and_value(tmp_path):

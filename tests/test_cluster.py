@@ -19,7 +19,7 @@ from conftest import BIN, env_with_venv, make_dvc_project, run_tool, small_kaggl
 
 MATRIX = {
     "prepare": {"image_size": 32},
-    "model": {"filters": [8, 16]},
+    "model": {"plain_cnn": {"filters": [8, 16]}},
     # One thread: the cells and the single-machine run then do the same arithmetic in the same order.
     "train": {"frameworks": ["pytorch", "jax"], "seeds": [0, 1], "epochs": 1, "batch_size": 16, "threads": 1},
     "evaluate": {"latency_runs": 5, "bootstrap_samples": 200},

@@ -24,7 +24,7 @@ def compared(tmp_path_factory):
     project = make_dvc_project(base / "project", {
         "data": {"source": str(source)},
         "prepare": {"image_size": 32},
-        "model": {"filters": [8, 16]},
+        "model": {"plain_cnn": {"filters": [8, 16]}},
         "train": {"frameworks": ["pytorch", "jax"], "epochs": 2, "batch_size": 16, "seeds": [0, 1, 2]},
         "evaluate": {"latency_runs": 5, "bootstrap_samples": 500},
     })
@@ -143,7 +143,7 @@ def test_same_engine_with_dropout_off_reads_no_difference(tmp_path):
     project = make_dvc_project(tmp_path / "project", {
         "data": {"source": str(source)},
         "prepare": {"image_size": 32},
-        "model": {"filters": [8, 16], "dropout": 0.0},
+        "model": {"plain_cnn": {"filters": [8, 16]}, "dropout": 0.0},
         "train": {"frameworks": ["keras", "tensorflow"], "epochs": 2, "batch_size": 16, "seeds": [0, 1]},
         "evaluate": {"latency_runs": 5, "bootstrap_samples": 200},
     })
@@ -163,7 +163,7 @@ def test_one_framework_runs_to_the_end_with_a_one_framework_report(tmp_path):
     project = make_dvc_project(tmp_path / "project", {
         "data": {"source": str(source)},
         "prepare": {"image_size": 32},
-        "model": {"filters": [8, 16]},
+        "model": {"plain_cnn": {"filters": [8, 16]}},
         "train": {"frameworks": ["pytorch"], "epochs": 2, "batch_size": 16},
         "evaluate": {"latency_runs": 5, "bootstrap_samples": 200},
     })

@@ -21,7 +21,7 @@ def test_repro_then_experiment_shows_every_framework(tmp_path):
     project = make_dvc_project(tmp_path / "project", {
         "data": {"source": str(source)},
         "prepare": {"image_size": 32},
-        "model": {"filters": [8, 16]},
+        "model": {"plain_cnn": {"filters": [8, 16]}},
         "train": {"epochs": 1, "batch_size": 16},
         "evaluate": {"latency_runs": 5},
     })
@@ -76,7 +76,7 @@ def test_queued_sweep_trains_only_new_runs_and_apply_leaves_status_clean(tmp_pat
     project = make_dvc_project(tmp_path / "project", {
         "data": {"source": str(source)},
         "prepare": {"image_size": 32},
-        "model": {"filters": [8, 16]},
+        "model": {"plain_cnn": {"filters": [8, 16]}},
         "train": {"frameworks": ["pytorch", "jax"], "epochs": 1, "batch_size": 16},
         "evaluate": {"latency_runs": 5, "bootstrap_samples": 200},
     })
@@ -107,3 +107,21 @@ def test_queued_sweep_trains_only_new_runs_and_apply_leaves_status_clean(tmp_pat
     # What code review sees for a one-parameter change with two frameworks: a short, narrow table.
     table = run_tool(["dvc", "metrics", "diff"], project).stdout.splitlines()
     assert 2 <= len(table) <= 30 and max(map(len, table)) <= 120, "\n".join(table)
+
+    # The second architecture is one parameter away: one changed line in params.yaml, every run retrained on it.
+    run_tool(["git", "add", "-A"], project)
+    run_tool(["git", "commit", "-qm", "two seeds"], project)
+    resnet = run_tool(["dvc", "exp", "run", "-n", "resnet", "-S", "model.preset=resnet"], project).stdout
+    for framework in ("pytorch", "jax"):
+        for seed in (0, 1):
+            assert f"Running stage 'train@{framework}-{seed}'" in resnet
+    assert "Running stage 'prepare'" not in resnet and "Running stage 'speed'" in resnet
+    changed = [line for line in run_tool(["git", "diff", "-U0", "params.yaml"], project).stdout.splitlines()
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert [line.split("#")[0].strip() for line in changed] == ["-preset: plain_cnn", "+preset: resnet"], changed
+    report = (project / "reports" / "comparison.md").read_text()
+    assert "- **Model**: ResNet-14 (CIFAR-style)" in report
+    train_metrics = json.loads((project / "metrics" / "train" / "jax-0.json").read_text())
+    assert train_metrics["flops_per_image"] > 0 and train_metrics["params"] == 174_673
+    shown = run_tool(["dvc", "exp", "show", "--only-changed", "--md"], project).stdout
+    assert "model.preset" in shown and "resnet" in shown and "plain_cnn" in shown, shown

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import KAGGLE_10K, PETIMAGES_MINI, run_cli, write_params
+from conftest import KAGGLE_10K, run_cli, write_params
 from dlcompare.params import PrepareParams
 from dlcompare.prepare import prepare
 

@@ -4,7 +4,6 @@ from math import comb
 
 import numpy as np
 import pytest
-from scipy import stats as sps
 
 from dlcompare import stats
 

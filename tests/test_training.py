@@ -96,7 +96,7 @@ def epoch_finished(project, framework) -> bool:
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, tiny_prepared, framework):
-    longer = {"train": {"epochs": 5}, "model": {"filters": [16, 32]}}
+    longer = {"train": {"epochs": 5}, "model": {"plain_cnn": {"filters": [16, 32]}}}
     reference = train_and_evaluate(tiny_project(tmp_path / "whole", tiny_prepared, longer), framework)
 
     project = tiny_project(tmp_path / "killed", tiny_prepared, longer)
@@ -174,8 +174,11 @@ def test_learning_rate_warms_up_linearly_then_follows_the_whole_cosine():
         ({"train": {"batch_size": -1}}, "train.batch_size"),
         ({"train": {"learning_rate": 0}}, "train.learning_rate"),
         ({"train": {"seeds": []}}, "train.seeds"),
-        ({"prepare": {"image_size": 32}, "model": {"filters": [8, 8, 8, 8, 8, 8]}}, "prepare.image_size"),
+        ({"prepare": {"image_size": 32}, "model": {"plain_cnn": {"filters": [8, 8, 8, 8, 8, 8]}}}, "prepare.image_size"),
         ({"model": {"dropout": 1.5}}, "model.dropout"),
+        ({"model": {"preset": "vgg"}}, "model.preset"),
+        ({"model": {"plain_cnn": {"kernel_size": 4}}}, "model.plain_cnn.kernel_size"),
+        ({"prepare": {"image_size": 8}, "model": {"preset": "resnet", "resnet": {"widths": [8, 8, 8, 8, 8]}}}, "model.resnet.widths"),
         ({"train": {"warmup_fraction": 1.0}}, "train.warmup_fraction"),
     ],
 )

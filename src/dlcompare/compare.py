@@ -225,7 +225,7 @@ def compare(params: Params, metrics_root: Path = Path("metrics"), plots_root: Pa
     with building_dir(plots_root / "runs") as tables:
         curves.to_csv(tables / "curves.csv", index=False, lineterminator="\n")
         roc.to_csv(tables / "roc.csv", index=False, lineterminator="\n")
-    write_report(report, result, data, train, params, figures_dir=plots_root / "compare")
+    write_report(report, result, data, params, figures_dir=plots_root / "compare")
     write_json(report.with_suffix(".json"), result)
     write_json(metrics_root / "compare.json", headline(result))
     return result

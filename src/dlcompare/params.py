@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dlcompare.errors import UserError
 from dlcompare import frameworks
-from dlcompare.frameworks import NAMES
+from dlcompare.frameworks import NAMES, REGISTRY
+from dlcompare.architectures import PRESETS
 
 DEFAULT_PARAMS = Path("params.yaml")
 MICROSOFT_URL = (
@@ -52,16 +53,29 @@ class PrepareParams(Section):
 FRAMEWORKS = NAMES  # the registry (dlcompare/frameworks/__init__.py) is the one list
 
 
-class ModelParams(Section):
+class PlainCNNParams(Section):
     filters: list[Annotated[int, Field(ge=1)]] = Field(default=[32, 64, 128, 256], min_length=1)
     convs_per_block: int = Field(default=1, ge=1)
     kernel_size: int = Field(default=3, ge=1)
+    head: Literal["global_avg", "flatten"] = "global_avg"
+
+
+class ResNetParams(Section):
+    stem_width: int = Field(default=16, ge=1)
+    widths: list[Annotated[int, Field(ge=1)]] = Field(default=[16, 32, 64], min_length=1)
+    blocks_per_stage: int = Field(default=2, ge=1)
+    zero_init_residual: bool = True
+
+
+class ModelParams(Section):
+    preset: Literal[tuple(PRESETS)] = "plain_cnn"
     batch_norm: bool = True
     bn_momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
     bn_epsilon: float = Field(default=1e-3, gt=0.0)
-    head: Literal["global_avg", "flatten"] = "global_avg"
     dense_units: int = Field(default=0, ge=0)
     dropout: float = Field(default=0.3, ge=0.0, lt=1.0)
+    plain_cnn: PlainCNNParams = PlainCNNParams()
+    resnet: ResNetParams = ResNetParams()
 
 
 class AugmentParams(Section):
@@ -118,13 +132,19 @@ class Params(Section):
 
 def _check_across_sections(params: Params, path: Path) -> None:
     """Rules that involve more than one key."""
-    blocks = len(params.model.filters)
-    needed = 2**blocks
-    if params.prepare.image_size < needed:
-        raise UserError(
-            f"{path}: prepare.image_size = {params.prepare.image_size} is too small for {blocks} pooling blocks"
-            f" (model.filters); use at least {needed} or fewer blocks"
-        )
+    model = params.model
+    halvings = len(model.plain_cnn.filters) if model.preset == "plain_cnn" else len(model.resnet.widths) - 1
+    if params.prepare.image_size < 2**halvings:
+        key = "model.plain_cnn.filters" if model.preset == "plain_cnn" else "model.resnet.widths"
+        raise UserError(f"{path}: prepare.image_size = {params.prepare.image_size} is too small for {halvings} halvings"
+                        f" ({key}); use at least {2**halvings} or fewer entries")
+    if model.plain_cnn.kernel_size % 2 == 0:
+        raise UserError(f"{path}: model.plain_cnn.kernel_size = {model.plain_cnn.kernel_size} must be odd "
+                        "(padded kernel_size // 2 on every side, the size stays)")
+    for name in params.train.frameworks:
+        if model.preset not in REGISTRY[name].presets:
+            raise UserError(f"{path}: {name} does not implement model.preset = {model.preset} (it implements "
+                            f"{', '.join(REGISTRY[name].presets)}); remove {name} from train.frameworks or change the preset")
     if params.prepare.classes[0] == params.prepare.classes[1]:
         raise UserError(f"{path}: prepare.classes names {params.prepare.classes[0]!r} twice; give two different classes")
     for key in ("frameworks", "seeds"):

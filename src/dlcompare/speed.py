@@ -60,7 +60,7 @@ def measure(framework: str, params: Params, prepared: Path) -> dict:
     from dlcompare.batches import EvalBatches, TrainBatches, to_float
     from dlcompare.evaluate import latency_ms
     from dlcompare.frameworks.base import TrainingSession
-    from dlcompare.model_spec import ModelSpec
+    from dlcompare import architectures
     from dlcompare.prepared import load_split
 
     s, t = params.speed, params.train
@@ -70,7 +70,7 @@ def measure(framework: str, params: Params, prepared: Path) -> dict:
     train = t.model_copy(update={"epochs": 1 + s.timed_epochs, "warmup_fraction": 0.0})
     batches = TrainBatches(x[: s.train_images], y[: s.train_images], t.batch_size, 0, t.augment.flip, t.augment.shift)
     module = frameworks.load(framework, t.threads)
-    spec = ModelSpec.from_params(params)
+    spec = architectures.from_params(params)
     implementation = module.Implementation(spec, train, seed=0)
     implementation.build(spec.initial_weights(0))
     with tempfile.TemporaryDirectory() as scratch:

@@ -21,7 +21,7 @@ from dlcompare.atomic import building_dir, write_json
 from dlcompare.batches import TrainBatches
 from dlcompare.effort import coding_effort
 from dlcompare.errors import UserError
-from dlcompare.model_spec import ModelSpec
+from dlcompare import architectures
 from dlcompare.params import FRAMEWORKS, Params
 from dlcompare.prepared import load_info, load_split
 
@@ -30,19 +30,20 @@ def run_name(framework: str, seed: int) -> str:
     return f"{framework}-{seed}"
 
 
-TRAINING_CODE = ("train.py", "batches.py", "model_spec.py", "frameworks/base.py")
+TRAINING_CODE = ("train.py", "batches.py", "architectures", "frameworks/base.py")  # as dvc.yaml's train@ deps
 
 
 def _fingerprint(params: Params, framework: str, seed: int, prepared: Path) -> str:
     """What a checkpoint must have been trained with to be resumed: params, data and code."""
     package = Path(__file__).parent
-    code = [package / name for name in TRAINING_CODE] + [frameworks.source_file(framework), frameworks.runtime_file(framework)]
+    code = [file for name in TRAINING_CODE for file in sorted((package / name).glob("*.py")) or [package / name]]
+    code += [frameworks.source_file(framework), frameworks.runtime_file(framework)]
     identity = {
         "framework": framework, "seed": seed, "model": params.model.model_dump(),
         "train": params.train.model_dump(exclude={"frameworks", "seeds"}),
         "prepare": params.prepare.model_dump(),
         "manifest": hashlib.sha256((prepared / "manifest.csv").read_bytes()).hexdigest(),
-        "code": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in code},
+        "code": {str(path.relative_to(package)): hashlib.sha256(path.read_bytes()).hexdigest() for path in code},
         "versions": frameworks.installed_versions(framework),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
@@ -125,7 +126,7 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
     import_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    spec = ModelSpec.from_params(params)
+    spec = architectures.from_params(params)
     implementation = module.Implementation(spec, params.train, seed)
     implementation.build(spec.initial_weights(seed))
     build_seconds = time.perf_counter() - started

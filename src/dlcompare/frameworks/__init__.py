@@ -33,6 +33,7 @@ class Framework:
     runtime: str  # engine whose runtime settings apply: runtime_<engine>.py
     packages: tuple[str, ...]  # distributions whose versions decide the run's numbers (pinned in frameworks.lock)
     extras: tuple[str, ...]  # the pip extras of pyproject.toml that install those packages
+    presets: tuple[str, ...]  # the architectures (dlcompare/architectures) its file builds; params refuse any other
     keras_backend: str | None = None
     # For the report's "what could not be made equal"; each names this framework's own side.
     notes: tuple[str, ...] = ()
@@ -41,22 +42,24 @@ class Framework:
 KERAS_NOTE = ("Keras' BinaryCrossentropy on the sigmoid output: on TensorFlow it recovers the logits, on JAX and "
               "PyTorch it clips probabilities to [1e-7, 1 − 1e-7]; the hand-written files use the logits directly.")
 
+PLAIN_AND_RESNET = ("plain_cnn", "resnet")
+
 REGISTRY: dict[str, Framework] = {f.name: f for f in (
-    Framework("keras", "keras_fw", "tensorflow", ("keras", "tensorflow"), ("tensorflow",), keras_backend="tensorflow", notes=(
+    Framework("keras", "keras_fw", "tensorflow", ("keras", "tensorflow"), ("tensorflow",), PLAIN_AND_RESNET, keras_backend="tensorflow", notes=(
         "keras: dropout masks from Keras' SeedGenerator; `fit` fed through tf.data (AUTOTUNE off, two batches prefetched).",
         KERAS_NOTE)),
-    Framework("tensorflow", "tensorflow_fw", "tensorflow", ("tensorflow",), ("tensorflow",), notes=(
+    Framework("tensorflow", "tensorflow_fw", "tensorflow", ("tensorflow",), ("tensorflow",), PLAIN_AND_RESNET, notes=(
         "tensorflow: dropout masks from `tf.nn.experimental.stateless_dropout`; batches from a background thread.",)),
-    Framework("pytorch", "pytorch_fw", "torch", ("torch",), ("torch",), notes=(
+    Framework("pytorch", "pytorch_fw", "torch", ("torch",), ("torch",), PLAIN_AND_RESNET, notes=(
         "pytorch: dropout masks from torch's global generator (reseeded per epoch); NCHW tensors in channels_last "
         "memory; batch-norm moving variance updated with the biased batch variance, as the others do, not torch's unbiased one.",)),
-    Framework("jax", "jax_fw", "jax", ("jax", "jaxlib", "optax"), ("jax",), notes=(
+    Framework("jax", "jax_fw", "jax", ("jax", "jaxlib", "optax"), ("jax",), PLAIN_AND_RESNET, notes=(
         "jax: dropout masks from `jax.random` keys folded with the step; XLA fuses and reorders the float32 arithmetic, "
         "and on a multi-core CPU it is not bitwise run-to-run deterministic (jax-ml/jax#39741).",)),
-    Framework("keras-jax", "keras_fw", "jax", ("keras", "jax", "jaxlib"), ("keras", "jax"), keras_backend="jax", notes=(
+    Framework("keras-jax", "keras_fw", "jax", ("keras", "jax", "jaxlib"), ("keras", "jax"), PLAIN_AND_RESNET, keras_backend="jax", notes=(
         "keras-jax: Keras' JAX trainer jit-compiles the step; fed by a PyDataset; not bitwise deterministic on a multi-core CPU.",
         KERAS_NOTE)),
-    Framework("keras-torch", "keras_fw", "torch", ("keras", "torch"), ("keras", "torch"), keras_backend="torch", notes=(
+    Framework("keras-torch", "keras_fw", "torch", ("keras", "torch"), ("keras", "torch"), PLAIN_AND_RESNET, keras_backend="torch", notes=(
         "keras-torch: Keras' PyTorch trainer runs eagerly (no torch.compile); fed by a PyDataset.", KERAS_NOTE)),
 )}
 

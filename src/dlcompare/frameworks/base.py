@@ -1,6 +1,6 @@
 """The small interface every framework implements, and the training session they share.
 
-A framework file only has to build the CNN from a `ModelSpec`, load the
+A framework file only has to build each architecture it implements (`dlcompare.architectures`), load the
 canonical initial weights, run its own idiomatic training loop and save the
 model in its native format. Everything around that (batches, learning-rate
 schedule, per-epoch bookkeeping, dvclive curves, resume history, timing) is
@@ -21,7 +21,7 @@ import numpy as np
 
 from dlcompare.atomic import write_text
 from dlcompare.batches import TrainBatches
-from dlcompare.model_spec import ModelSpec
+from dlcompare.architectures import Architecture
 from dlcompare.params import TrainParams
 
 VALIDATION_BATCH = 256  # inference only: bigger is faster and changes no result
@@ -98,9 +98,9 @@ class TrainingSession:
 
 
 class Framework(ABC):
-    """One framework's complete CNN + training loop."""
+    """One framework's complete model (every preset it implements) + training loop."""
 
-    def __init__(self, spec: ModelSpec, train: TrainParams, seed: int):
+    def __init__(self, spec: Architecture, train: TrainParams, seed: int):
         self.spec, self.train, self.seed = spec, train, seed
 
     @abstractmethod

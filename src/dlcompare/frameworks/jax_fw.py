@@ -1,4 +1,4 @@
-"""JAX: the CNN as a pure function of a parameter pytree, trained with optax and a `jax.jit` step.
+"""JAX: each architecture as a pure function of a parameter pytree, trained with optax and a `jax.jit` step.
 
 The parameters are a flat dict keyed by the canonical weight names (the
 pytree needs no structure of its own), batch-norm moving statistics a second
@@ -23,7 +23,7 @@ import optax
 from dlcompare.batches import EvalBatches
 from dlcompare.frameworks import runtime_jax as runtime
 from dlcompare.frameworks.base import VALIDATION_BATCH, Framework
-from dlcompare.model_spec import ModelSpec
+from dlcompare import architectures
 
 # Plugs this file into the shared harness; counted apart from its own lines (dlcompare/effort.py).
 HARNESS_ADAPTERS = ('keras_adam', 'split_weights', 'weights', 'forward', 'train_batch')
@@ -31,8 +31,10 @@ HARNESS_ADAPTERS = ('keras_adam', 'split_weights', 'weights', 'forward', 'train_
 MODEL_FILE = "model.npz"
 
 
-def conv(x, kernel):
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+def conv(x, kernel, c):
+    """Convolution `c`, padded c.padding on every side."""
+    return jax.lax.conv_general_dilated(x, kernel, (c.stride, c.stride), [(c.padding, c.padding)] * 2,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 def max_pool(x):
@@ -61,20 +63,47 @@ def batch_norm(x, params, stats, name, spec, training):
     return scaled * params[f"{name}/bn/gamma"] + params[f"{name}/bn/beta"], stats
 
 
+def conv_norm(x, params, stats, c, spec, training):
+    """Convolution `c`, then batch norm (or a bias); returns the updated moving statistics too."""
+    x = conv(x, params[f"{c.name}/kernel"], c)
+    if spec.batch_norm:
+        return batch_norm(x, params, stats, c.name, spec, training)
+    return x + params[f"{c.name}/bias"], {}
+
+
+def plain_cnn(params, stats, x, spec, training):
+    new_stats = {}
+    for block in spec.blocks():
+        for c in block:
+            x, updated = conv_norm(x, params, stats, c, spec, training)
+            x = jax.nn.relu(x)
+            new_stats.update(updated)
+        x = max_pool(x)
+    return (x.mean(axis=(1, 2)) if spec.head == "global_avg" else x.reshape(x.shape[0], -1)), new_stats
+
+
+def residual_block(params, stats, x, block, spec, training):
+    y, stats0 = conv_norm(x, params, stats, block.conv0, spec, training)
+    y, stats1 = conv_norm(jax.nn.relu(y), params, stats, block.conv1, spec, training)
+    shortcut, stats2 = conv_norm(x, params, stats, block.shortcut, spec, training) if block.shortcut else (x, {})
+    return jax.nn.relu(y + shortcut), {**stats0, **stats1, **stats2}
+
+
+def resnet(params, stats, x, spec, training):
+    x, new_stats = conv_norm(x, params, stats, spec.stem(), spec, training)
+    x = jax.nn.relu(x)
+    for block in spec.residual_blocks():
+        x, updated = residual_block(params, stats, x, block, spec, training)
+        new_stats.update(updated)
+    return x.mean(axis=(1, 2)), new_stats
+
+
+BODIES = {"plain_cnn": plain_cnn, "resnet": resnet}
+
+
 def logits(params, stats, images, spec, training, dropout_key=None):
     """Class-1 logits (B,) of images (B, S, S, 3), and the batch-norm statistics after this batch."""
-    x, new_stats = images, {}
-    for name, _, _, _, pool_after in spec.convs():
-        x = conv(x, params[f"{name}/kernel"])
-        if spec.batch_norm:
-            x, updated = batch_norm(x, params, stats, name, spec, training)
-            new_stats.update(updated)
-        else:
-            x = x + params[f"{name}/bias"]
-        x = jax.nn.relu(x)
-        if pool_after:
-            x = max_pool(x)
-    x = x.mean(axis=(1, 2)) if spec.head == "global_avg" else x.reshape(x.shape[0], -1)
+    x, new_stats = BODIES[spec.preset](params, stats, images, spec, training)
     if spec.dense_units:
         x = jax.nn.relu(x @ params["dense/kernel"] + params["dense/bias"])
     if training and spec.dropout > 0:
@@ -193,7 +222,7 @@ class Implementation(Framework):
 def load_predictor(directory: Path, threads: int = 0):
     """A function from float images (B, S, S, 3) to class-1 probabilities (B,)."""
     runtime.configure(threads, seed=0)
-    spec = ModelSpec.load(directory)
+    spec = architectures.load(directory)
     with np.load(directory / MODEL_FILE) as saved:
         params, stats = split_weights({name: saved[name] for name in saved.files})
     predict = jax.jit(lambda x: jax.nn.sigmoid(logits(params, stats, x, spec, False)[0]))

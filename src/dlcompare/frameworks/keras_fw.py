@@ -1,4 +1,4 @@
-"""Keras 3: the CNN as a `keras.Sequential`, trained with `compile` + `fit`.
+"""Keras 3: each architecture with the Functional API, trained with `compile` + `fit`.
 
 This is the whole Keras implementation, on whichever backend `KERAS_BACKEND`
 names (the registry sets it: keras, keras-jax, keras-torch); its length is the
@@ -20,42 +20,73 @@ from dlcompare.batches import EvalBatches
 from dlcompare.frameworks.base import VALIDATION_BATCH, Framework, TrainingSession
 
 # Plugs this file into the shared harness; counted apart from its own lines (dlcompare/effort.py).
-HARNESS_ADAPTERS = ('layer_variables', 'tf_data_batches', 'PyDatasetBatches', 'SessionCallback', 'weights', 'forward', 'train_batch')
+HARNESS_ADAPTERS = ('layer_name', 'layer_variables', 'tf_data_batches', 'PyDatasetBatches', 'SessionCallback', 'weights', 'forward', 'train_batch')
 
 MODEL_FILE = "model.keras"
 runtime = frameworks.runtime(keras.backend.backend())  # threads, seeds, determinism of the engine underneath
 
 
-def build_model(spec, seed: int | None = None) -> keras.Sequential:
-    model = keras.Sequential(name="dlcompare_cnn")
-    model.add(keras.Input(shape=(spec.image_size, spec.image_size, 3)))
-    for name, _, width, _, pool_after in spec.convs():
-        model.add(keras.layers.Conv2D(width, spec.kernel_size, padding="same", use_bias=not spec.batch_norm, name=name))
-        if spec.batch_norm:
-            model.add(keras.layers.BatchNormalization(momentum=spec.bn_momentum, epsilon=spec.bn_epsilon, name=f"{name}_bn"))
-        model.add(keras.layers.ReLU())
-        if pool_after:
-            model.add(keras.layers.MaxPooling2D(pool_size=2))
-    model.add(keras.layers.GlobalAveragePooling2D() if spec.head == "global_avg" else keras.layers.Flatten())
+def layer_name(canonical: str) -> str:
+    """Keras layer names cannot hold '/': block0/conv0 is the layer block0_conv0."""
+    return canonical.replace("/", "_")
+
+
+def conv_norm(x, conv, spec):
+    """Convolution padded conv.padding on every side, then batch norm (or a bias)."""
+    name = layer_name(conv.name)
+    if conv.stride > 1 and conv.padding:  # "same" would pad only the bottom and right at stride 2
+        x = keras.layers.ZeroPadding2D(conv.padding, name=f"{name}_pad")(x)
+    padding = "same" if conv.stride == 1 else "valid"  # at stride 1 (odd kernels) "same" is conv.padding per side
+    x = keras.layers.Conv2D(conv.out_channels, conv.kernel_size, strides=conv.stride, padding=padding,
+                            use_bias=not spec.batch_norm, name=name)(x)
+    if spec.batch_norm:
+        x = keras.layers.BatchNormalization(momentum=spec.bn_momentum, epsilon=spec.bn_epsilon, name=f"{name}_bn")(x)
+    return x
+
+
+def plain_cnn(x, spec):
+    for block in spec.blocks():
+        for conv in block:
+            x = keras.layers.ReLU()(conv_norm(x, conv, spec))
+        x = keras.layers.MaxPooling2D(pool_size=2)(x)
+    return keras.layers.GlobalAveragePooling2D()(x) if spec.head == "global_avg" else keras.layers.Flatten()(x)
+
+
+def residual_block(x, block, spec):
+    y = keras.layers.ReLU()(conv_norm(x, block.conv0, spec))
+    y = conv_norm(y, block.conv1, spec)
+    shortcut = conv_norm(x, block.shortcut, spec) if block.shortcut else x
+    return keras.layers.ReLU()(keras.layers.Add()([y, shortcut]))
+
+
+def resnet(x, spec):
+    x = keras.layers.ReLU()(conv_norm(x, spec.stem(), spec))
+    for block in spec.residual_blocks():
+        x = residual_block(x, block, spec)
+    return keras.layers.GlobalAveragePooling2D()(x)
+
+
+BODIES = {"plain_cnn": plain_cnn, "resnet": resnet}
+
+
+def build_model(spec, seed: int | None = None) -> keras.Model:
+    images = keras.Input(shape=(spec.image_size, spec.image_size, 3))
+    x = BODIES[spec.preset](images, spec)
     if spec.dense_units:
-        model.add(keras.layers.Dense(spec.dense_units, activation="relu", name="dense"))
-    model.add(keras.layers.Dropout(spec.dropout, seed=seed, name="dropout"))
-    model.add(keras.layers.Dense(1, activation="sigmoid", name="output"))
-    return model
+        x = keras.layers.Dense(spec.dense_units, activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(spec.dropout, seed=seed, name="dropout")(x)
+    probability = keras.layers.Dense(1, activation="sigmoid", name="output")(x)
+    return keras.Model(images, probability, name=f"dlcompare_{spec.preset}")
 
 
-def layer_variables(model: keras.Model) -> dict[str, keras.Variable]:
-    """Canonical weight name -> Keras variable (layers are named after the canonical names)."""
+def layer_variables(model: keras.Model, spec) -> dict[str, keras.Variable]:
+    """Canonical weight name -> Keras variable, for every canonical name of the spec."""
     found = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            parts = {"gamma": layer.gamma, "beta": layer.beta, "moving_mean": layer.moving_mean, "moving_variance": layer.moving_variance}
-            conv = layer.name.removesuffix("_bn")
-            found.update({f"{conv}/bn/{part}": variable for part, variable in parts.items()})
-        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            found[f"{layer.name}/kernel"] = layer.kernel
-            if layer.use_bias:
-                found[f"{layer.name}/bias"] = layer.bias
+    for name in spec.shapes():
+        layer, _, attribute = name.rpartition("/")  # Keras' attributes are named like the canonical ones
+        if layer.endswith("/bn"):
+            layer = layer.removesuffix("/bn") + "_bn"
+        found[name] = getattr(model.get_layer(layer_name(layer)), attribute)
     return found
 
 
@@ -144,7 +175,7 @@ class Implementation(Framework):
         # TensorFlow on every backend to seed it (0.7 GB on JAX and PyTorch, where nothing here uses it).
         self.runtime = runtime.configure(self.train.threads, self.seed)
         self.model = build_model(self.spec, self.seed)
-        for name, variable in layer_variables(self.model).items():
+        for name, variable in layer_variables(self.model, self.spec).items():
             variable.assign(weights[name])
         optimizer = keras.optimizers.Adam(
             learning_rate=self.train.learning_rate,
@@ -160,7 +191,7 @@ class Implementation(Framework):
         )
 
     def weights(self):
-        return {name: keras.ops.convert_to_numpy(variable) for name, variable in layer_variables(self.model).items()}
+        return {name: keras.ops.convert_to_numpy(variable) for name, variable in layer_variables(self.model, self.spec).items()}
 
     def forward(self, x, training):
         return keras.ops.convert_to_numpy(self.model(x, training=training))[:, 0]

@@ -1,4 +1,4 @@
-"""PyTorch: the CNN as a `torch.nn.Module`, trained with the usual explicit loop.
+"""PyTorch: each architecture as a `torch.nn.Module`, trained with the usual explicit loop.
 
 `model.train()` / `model.eval()`, `torch.optim.Adam`, a checkpoint of the
 model's and the optimiser's state dicts after every epoch, and the trained
@@ -23,7 +23,7 @@ from torch import nn
 from dlcompare.batches import EvalBatches
 from dlcompare.frameworks import runtime_torch as runtime
 from dlcompare.frameworks.base import VALIDATION_BATCH, Framework
-from dlcompare.model_spec import ModelSpec
+from dlcompare import architectures
 
 # Plugs this file into the shared harness; counted apart from its own lines (dlcompare/effort.py).
 HARNESS_ADAPTERS = ('BatchNorm2d', 'KerasEpsilonAdam', 'state_key', 'to_torch_layout', 'to_canonical_layout', 'weights', 'forward', 'train_batch')
@@ -51,32 +51,95 @@ class BatchNorm2d(nn.BatchNorm2d):
         return out
 
 
-class CNN(nn.Module):
-    def __init__(self, spec: ModelSpec):
+def conv(c: architectures.Conv, spec) -> nn.Conv2d:
+    return nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, bias=not spec.batch_norm)
+
+
+def norm(c: architectures.Conv, spec) -> nn.Module:
+    if not spec.batch_norm:
+        return nn.Identity()  # the convolution has the bias
+    return BatchNorm2d(c.out_channels, eps=spec.bn_epsilon, momentum=1.0 - spec.bn_momentum)  # torch's momentum weighs the new batch
+
+
+def local(c: architectures.Conv) -> str:
+    """The attribute a layer has in its parent module: the last part of its canonical name."""
+    return c.name.rpartition("/")[2]
+
+
+class Network(nn.Module):
+    """The shared head; each preset's body adds its layers under their canonical names (see `state_key`)."""
+
+    def __init__(self, spec):
         super().__init__()
-        layers = OrderedDict()
-        for name, in_channels, out_channels, _, pool_after in spec.convs():
-            layers[name] = nn.Conv2d(in_channels, out_channels, spec.kernel_size, padding="same", bias=not spec.batch_norm)
-            if spec.batch_norm:  # torch's momentum weighs the new batch: 1 - Keras' momentum
-                layers[f"{name}_bn"] = BatchNorm2d(out_channels, eps=spec.bn_epsilon, momentum=1.0 - spec.bn_momentum)
-            layers[f"{name}_relu"] = nn.ReLU()
-            if pool_after:
-                layers[f"{name}_pool"] = nn.MaxPool2d(2)
-        self.features = nn.Sequential(layers)
-        self.global_avg = spec.head == "global_avg"
-        (_, features, _), *_ = spec.denses()
-        self.dense = nn.Linear(features, spec.dense_units) if spec.dense_units else None
+        self.spec = spec
+        head = spec.denses()
+        self.dense = nn.Linear(head[0].in_features, spec.dense_units) if spec.dense_units else None
         self.dropout = nn.Dropout(spec.dropout)
-        self.output = nn.Linear(spec.dense_units or features, 1)
+        self.output = nn.Linear(head[-1].in_features, 1)
 
     def forward(self, images):
         """Logits of class 1 for images (B, 3, S, S)."""
-        x = self.features(images)
-        # Flatten in height, width, channel order: the canonical layout of the dense kernel.
-        x = x.mean(dim=(2, 3)) if self.global_avg else x.permute(0, 2, 3, 1).flatten(1)
+        x = self.body(images)
         if self.dense is not None:
             x = F.relu(self.dense(x))
         return self.output(self.dropout(x)).squeeze(1)
+
+
+class PlainCNN(Network):
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.blocks = []
+        for b, convs in enumerate(spec.blocks()):
+            layers = OrderedDict()
+            for c in convs:
+                layers[local(c)], layers[f"{local(c)}_bn"], layers[f"{local(c)}_relu"] = conv(c, spec), norm(c, spec), nn.ReLU()
+            layers["pool"] = nn.MaxPool2d(2)
+            self.blocks.append(nn.Sequential(layers))
+            self.add_module(f"block{b}", self.blocks[-1])
+
+    def body(self, x):
+        for block in self.blocks:
+            x = block(x)
+        # Flatten in height, width, channel order: the canonical layout of the dense kernel.
+        return x.mean(dim=(2, 3)) if self.spec.head == "global_avg" else x.permute(0, 2, 3, 1).flatten(1)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, block: architectures.ResidualBlock, spec):
+        super().__init__()
+        self.conv0, self.conv0_bn = conv(block.conv0, spec), norm(block.conv0, spec)
+        self.conv1, self.conv1_bn = conv(block.conv1, spec), norm(block.conv1, spec)
+        self.shortcut = self.shortcut_bn = None
+        if block.shortcut:
+            self.shortcut, self.shortcut_bn = conv(block.shortcut, spec), norm(block.shortcut, spec)
+
+    def forward(self, x):
+        y = F.relu(self.conv0_bn(self.conv0(x)))
+        y = self.conv1_bn(self.conv1(y))
+        shortcut = x if self.shortcut is None else self.shortcut_bn(self.shortcut(x))
+        return F.relu(y + shortcut)
+
+
+class ResNet(Network):
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.stem, self.stem_bn = conv(spec.stem(), spec), norm(spec.stem(), spec)
+        stages: dict[str, OrderedDict] = {}
+        for block in spec.residual_blocks():
+            stage, name = block.name.split("/")
+            stages.setdefault(stage, OrderedDict())[name] = BasicBlock(block, spec)
+        self.stages = [nn.Sequential(blocks) for blocks in stages.values()]
+        for stage, module in zip(stages, self.stages):
+            self.add_module(stage, module)
+
+    def body(self, x):
+        x = F.relu(self.stem_bn(self.stem(x)))
+        for stage in self.stages:
+            x = stage(x)
+        return x.mean(dim=(2, 3))
+
+
+NETWORKS = {"plain_cnn": PlainCNN, "resnet": ResNet}
 
 
 class KerasEpsilonAdam(torch.optim.Adam):
@@ -105,11 +168,11 @@ BN_PARTS = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "m
 
 
 def state_key(name: str) -> str:
-    layer, *rest = name.split("/")
-    if rest[0] == "bn":
-        return f"features.{layer}_bn.{BN_PARTS[rest[1]]}"
-    prefix = "features." if layer.startswith("conv") else ""
-    return f"{prefix}{layer}.{'weight' if rest[0] == 'kernel' else 'bias'}"
+    """block0/conv0/kernel -> block0.conv0.weight, stage1/block0/shortcut/bn/gamma -> stage1.block0.shortcut_bn.weight."""
+    layer, _, part = name.rpartition("/")
+    if layer.endswith("/bn"):
+        return f"{layer.removesuffix('/bn').replace('/', '.')}_bn.{BN_PARTS[part]}"
+    return f"{layer.replace('/', '.')}.{'weight' if part == 'kernel' else 'bias'}"
 
 
 def to_torch_layout(value: np.ndarray) -> np.ndarray:
@@ -124,7 +187,7 @@ class Implementation(Framework):
     def build(self, weights):
         self.runtime = runtime.configure(self.train.threads, self.seed)
         self.device = runtime.device()
-        self.model = CNN(self.spec)
+        self.model = NETWORKS[self.spec.preset](self.spec)
         self.model.load_state_dict({state_key(n): torch.from_numpy(to_torch_layout(v).copy()) for n, v in weights.items()},
                                    strict=False)  # strict=False: batch norm's num_batches_tracked has no canonical twin
         self.model.to(self.device, memory_format=torch.channels_last)
@@ -207,7 +270,8 @@ def load_predictor(directory: Path, threads: int = 0):
     """A function from float images (B, S, S, 3) to class-1 probabilities (B,)."""
     runtime.configure(threads, seed=0)
     device = runtime.device()
-    model = CNN(ModelSpec.load(directory))
+    spec = architectures.load(directory)
+    model = NETWORKS[spec.preset](spec)
     model.load_state_dict(torch.load(directory / MODEL_FILE, map_location=device, weights_only=True))
     model.to(device, memory_format=torch.channels_last).eval()
 

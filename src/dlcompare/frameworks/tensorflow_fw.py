@@ -1,10 +1,12 @@
-"""Low-level TensorFlow 2, no Keras: the CNN as a `tf.Module` of `tf.Variable`s.
+"""Low-level TensorFlow 2, no Keras: each architecture as a `tf.Module` of `tf.Variable`s.
 
 Convolution, pooling, batch normalisation (with its own moving statistics),
-dropout and the Adam update are written with `tf.nn` / `tf.math` ops, and one
-training step is a `tf.function` around a `tf.GradientTape`. The constants
-are the ones the Keras run uses, so the two differ only in the framework.
-Checkpoints are `tf.train.CheckpointManager`; the model is a SavedModel.
+residual blocks, dropout and the Adam update are written with `tf.nn` /
+`tf.math` ops, and one training step is a `tf.function` around a
+`tf.GradientTape`. The constants are the ones the Keras run uses, so the two
+differ only in the framework; every formula is written out, which is why this
+file is the reference of the equivalence tests. Checkpoints are
+`tf.train.CheckpointManager`; the model is a SavedModel.
 """
 
 from __future__ import annotations
@@ -23,16 +25,17 @@ from dlcompare.frameworks.base import VALIDATION_BATCH, Framework
 HARNESS_ADAPTERS = ('weights', 'forward', 'train_batch')
 
 
-class CNN(tf.Module):
-    """The network: a variable per canonical weight name, and the forward pass."""
+class Network(tf.Module):
+    """A variable per canonical weight name, and the forward pass of the spec's preset."""
 
     def __init__(self, spec, weights: dict[str, np.ndarray]):
-        super().__init__(name="dlcompare_cnn")
+        super().__init__(name=f"dlcompare_{spec.preset}")
         self.spec = spec
         self.variables_by_name = {
             name: tf.Variable(value, trainable="moving_" not in name, name=name.replace("/", "_"))
             for name, value in weights.items()
         }
+        self.body = {"plain_cnn": self.plain_cnn, "resnet": self.resnet}[spec.preset]
 
     def trainable(self) -> list[tf.Variable]:
         return [v for name, v in self.variables_by_name.items() if "moving_" not in name]
@@ -48,15 +51,34 @@ class CNN(tf.Module):
             mean, variance = v[f"{name}/bn/moving_mean"], v[f"{name}/bn/moving_variance"]
         return tf.nn.batch_normalization(x, mean, variance, v[f"{name}/bn/beta"], v[f"{name}/bn/gamma"], spec.bn_epsilon)
 
+    def conv_norm(self, x, conv, training):
+        """Convolution padded conv.padding on every side, then batch norm (or a bias)."""
+        p, v = conv.padding, self.variables_by_name
+        x = tf.nn.conv2d(x, v[f"{conv.name}/kernel"], strides=conv.stride, padding=[[0, 0], [p, p], [p, p], [0, 0]])
+        return self.batch_norm(x, conv.name, training) if self.spec.batch_norm else tf.nn.bias_add(x, v[f"{conv.name}/bias"])
+
+    def plain_cnn(self, x, training):
+        for block in self.spec.blocks():
+            for conv in block:
+                x = tf.nn.relu(self.conv_norm(x, conv, training))
+            x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
+        return tf.reduce_mean(x, axis=[1, 2]) if self.spec.head == "global_avg" else tf.reshape(x, [tf.shape(x)[0], -1])
+
+    def residual_block(self, x, block, training):
+        y = tf.nn.relu(self.conv_norm(x, block.conv0, training))
+        y = self.conv_norm(y, block.conv1, training)
+        shortcut = self.conv_norm(x, block.shortcut, training) if block.shortcut else x
+        return tf.nn.relu(y + shortcut)
+
+    def resnet(self, x, training):
+        x = tf.nn.relu(self.conv_norm(x, self.spec.stem(), training))
+        for block in self.spec.residual_blocks():
+            x = self.residual_block(x, block, training)
+        return tf.reduce_mean(x, axis=[1, 2])
+
     def logits(self, x, training, dropout_seed=None):
         v, spec = self.variables_by_name, self.spec
-        for name, _, _, _, pool_after in spec.convs():
-            x = tf.nn.conv2d(x, v[f"{name}/kernel"], strides=1, padding="SAME")
-            x = self.batch_norm(x, name, training) if spec.batch_norm else tf.nn.bias_add(x, v[f"{name}/bias"])
-            x = tf.nn.relu(x)
-            if pool_after:
-                x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
-        x = tf.reduce_mean(x, axis=[1, 2]) if spec.head == "global_avg" else tf.reshape(x, [tf.shape(x)[0], -1])
+        x = self.body(x, training)
         if spec.dense_units:
             x = tf.nn.relu(tf.matmul(x, v["dense/kernel"]) + v["dense/bias"])
         if training and spec.dropout > 0:
@@ -97,7 +119,7 @@ def mean_loss(logits, labels):
 class Implementation(Framework):
     def build(self, weights):
         self.runtime = runtime.configure(self.train.threads, self.seed)
-        self.model = CNN(self.spec, weights)
+        self.model = Network(self.spec, weights)
         t = self.train
         self.optimizer = Adam(self.model.trainable(), t.adam_beta_1, t.adam_beta_2, t.adam_epsilon)
         self.step = tf.function(self._step, jit_compile=runtime.JIT_COMPILE)
