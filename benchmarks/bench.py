@@ -231,28 +231,27 @@ def own_loop_seconds(implementation, x, y, x_val, y_val) -> tuple[list[float], i
     return [session.history[e]["train_seconds"] for e in range(train.epochs)], batches.steps * batches.batch_size
 
 
-def child_scale(framework_at_scale: str, prepared: Path, quick: bool) -> dict:
-    """Training images/s of one framework's own loop on one of SCALES' models, with as many FLOPs per epoch as
+def scale_figures(module, params, sizes: dict, scale: str, train_data, val_data) -> dict:
+    """Training images/s of the framework's own loop on one of SCALES' models, with as many FLOPs per epoch as
     the plain CNN's measurement (fewer images for a costlier model, at least four batches)."""
-    from dlcompare import frameworks, architectures
-    from dlcompare.prepared import load_split
+    from dlcompare import architectures
 
-    framework, scale = framework_at_scale.split("@")
-    params, sizes = settings(quick, [framework])
     plain = architectures.from_params(at_scale(params, "plain_cnn"))
     params = at_scale(params, *SCALES[scale])
     spec, batch = architectures.from_params(params), params.train.batch_size
     count = max(4 * batch, sizes["train_images"] * plain.flops_per_image() // spec.flops_per_image() // batch * batch)
-    x, y = load_split(prepared, "train")
-    x_val, y_val = load_split(prepared, "val")
-    module = frameworks.load(framework)
     implementation = module.Implementation(spec, params.train.model_copy(update={"epochs": sizes["epochs"]}), seed=0)
     implementation.build(spec.initial_weights(0))
+    (x, y), (x_val, y_val) = train_data, val_data
     seconds, images = own_loop_seconds(implementation, x[:count], y[:count], x_val, y_val)
+    return scale_record(spec, seconds, images, sizes["epochs"] - 1)
+
+
+def scale_record(spec, seconds: list[float], images: int, epochs_timed: int) -> dict:
     rate, _ = _epoch_rates(seconds, images)
     return {"images_per_s": rate, "images_per_s_range": _rate_range(seconds, images), "images": images,
             "gflops": 3 * spec.flops_per_image() * rate / 1e9, "flops_per_image": spec.flops_per_image(),
-            "params": spec.parameter_count(), "epochs_timed": sizes["epochs"] - 1}
+            "params": spec.parameter_count(), "epochs_timed": epochs_timed}
 
 
 def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
@@ -300,8 +299,16 @@ def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
         latencies = latency_ms(predict, to_float(x_test[:1]), sizes["latency_runs"])
         p50, p95 = statistics.median(latencies), float(np.percentile(latencies, 95))
 
+    # The same framework at the other scales, after the figures above (the peak memory is training's at the first).
+    scales = {}
+    for scale, model in SCALES.items():
+        if model == (spec.preset, 1):
+            scales[scale] = scale_record(spec, harness_seconds, images, train.epochs - 1)
+        else:
+            scales[scale] = scale_figures(module, params, sizes, scale, load_split(prepared, "train"), (x_val, y_val))
     flops = spec.flops_per_image()
     return {
+        "scales": scales,
         "engine": {"name": engine, "gemm_gflops": gemm, **engine_settings},
         "train": {
             "images_per_s": ours, "bare_images_per_s": bare_rate, "first_epoch_overhead_s": first_overhead,
@@ -499,7 +506,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, name, path = args.child
-        work = {"framework": child_framework, "memory": child_memory, "scale": child_scale}
+        work = {"framework": child_framework, "memory": child_memory}
         work.update(tutorial=child_tutorial, loader=child_loader_tutorial)
         result = work[kind](name, Path(path), args.quick)
         print(json.dumps({**result, "frameworks_imported": frameworks_imported()}))
@@ -523,9 +530,10 @@ def main() -> None:
         results["prepare"] = {"images_per_s": prepare_rate(source, params, sizes["prepare_repeats"], Path(scratch)),
                               "image_size": params.prepare.image_size, "runs": sizes["prepare_repeats"]}
         prepared = str(Path(scratch) / "prepared")
-        results["train"], results["inference"] = {}, {}
+        results["train"], results["inference"], scales = {}, {}, {}
         for framework in chosen:
             measured = run_child(args.quick, "framework", framework, prepared)
+            scales[framework] = measured["scales"]
             memory = run_child(args.quick, "memory", framework, prepared)
             train = measured["train"]
             train["harness_overhead"] = 1 - train["images_per_s"] / train["bare_images_per_s"]
@@ -545,12 +553,9 @@ def main() -> None:
         results["gemm_gflops"] = max(engine["gemm_gflops"] for engine in results["engines"].values())
         for train in results["train"].values():
             train["fraction_of_gemm"] = train["gflops"] / results["gemm_gflops"]
-        results["scales"] = {scale: {} for scale in SCALES}
-        for scale in SCALES:
-            for framework in chosen:
-                measured = run_child(args.quick, "scale", f"{framework}@{scale}", prepared)
-                measured["fraction_of_gemm"] = measured["gflops"] / results["gemm_gflops"]
-                results["scales"][scale][framework] = measured
+        results["scales"] = {scale: {name: cells.pop(scale) for name, cells in scales.items()} for scale in SCALES}
+        for cell in (cell for measured in results["scales"].values() for cell in measured.values()):
+            cell["fraction_of_gemm"] = cell["gflops"] / results["gemm_gflops"]
         results["tutorials"] = {}
         for framework in chosen:
             kind, name, runs_as = TUTORIAL_OF[framework]

@@ -87,7 +87,8 @@ def tensorflow_convolutions(spec, batch: int):
 
     layers = {}
     for index, c in enumerate(spec.convs()):
-        k, p = c.kernel_size, [[0, 0], [c.padding, c.padding], [c.padding, c.padding], [0, 0]]
+        # As tensorflow_fw pads: "SAME" at stride 1 (its fast path), explicit where "SAME" would pad one side only.
+        k, p = c.kernel_size, "SAME" if c.stride == 1 else [[0, 0], [c.padding, c.padding], [c.padding, c.padding], [0, 0]]
         x, w = tf.random.uniform((batch, c.input_size, c.input_size, c.in_channels)), tf.random.uniform((k, k, c.in_channels, c.out_channels))
         g = tf.random.uniform((batch, c.output_size, c.output_size, c.out_channels))
         forward = tf.function(lambda x=x, w=w, c=c, p=p: tf.nn.conv2d(x, w, c.stride, p))

@@ -30,11 +30,12 @@ SPECS = {  # tiny versions of each preset; every option that changes the code pa
                                                      filters=(8, 16, 16), convs_per_block=1, kernel_size=3, head="global_avg"),
     "bias_flatten_dense": lambda dropout: architectures.PlainCNN(**SHARED, batch_norm=False, dense_units=12, dropout=dropout,
                                                           filters=(8, 16), convs_per_block=2, kernel_size=3, head="flatten"),
-    # stage0/block0 has an identity shortcut, stage1/block0 a strided 1x1 projection; gammas of every conv1 start at 0
+    # stage0/block0 has an identity shortcut, stage1/block0 a strided 1x1 projection; gammas of every conv1 start at 0;
+    # the second strides its stem
     "resnet_bn": lambda dropout: architectures.ResNet(**SHARED, batch_norm=True, dense_units=0, dropout=dropout,
-                                               stem_width=8, widths=(8, 16), blocks_per_stage=2, zero_init_residual=True),
+                                               stem_width=8, stem_stride=1, widths=(8, 16), blocks_per_stage=2, zero_init_residual=True),
     "resnet_bias_dense": lambda dropout: architectures.ResNet(**SHARED, batch_norm=False, dense_units=12, dropout=dropout,
-                                                       stem_width=8, widths=(8, 12), blocks_per_stage=1, zero_init_residual=False),
+                                                       stem_width=8, stem_stride=2, widths=(8, 12), blocks_per_stage=1, zero_init_residual=False),
 }
 FIT_SPECS = {"plain_cnn": "bn_global_avg", "resnet": "resnet_bn"}  # preset -> the spec its fit and save probes use
 SEED = 7

@@ -47,7 +47,7 @@ def test_flops_match_a_hand_count():
 
     # stem 3->4 at 8x8; stage0 block 4->4 (identity); stage1 block 4->8 at stride 2: conv0 8x8 -> 4x4, conv1 at 4x4,
     # 1x1 projection at stride 2 (4x4 outputs); head 8 -> 1.
-    res = ResNet(image_size=8, batch_norm=True, dense_units=0, stem_width=4, widths=(4, 8), blocks_per_stage=1,
+    res = ResNet(image_size=8, batch_norm=True, dense_units=0, stem_width=4, stem_stride=1, widths=(4, 8), blocks_per_stage=1,
                  zero_init_residual=True, **SHARED)
     expected = 2 * (64 * 27 * 4) + 2 * 2 * (64 * 36 * 4) + 2 * (16 * 36 * 8) + 2 * (16 * 72 * 8) + 2 * (16 * 4 * 8) + 2 * 8
     assert res.flops_per_image() == expected
@@ -56,7 +56,7 @@ def test_flops_match_a_hand_count():
 
 
 def test_resnet_strides_projections_and_sizes():
-    spec = ResNet(image_size=33, batch_norm=True, dense_units=0, stem_width=8, widths=(8, 16, 32), blocks_per_stage=2,
+    spec = ResNet(image_size=33, batch_norm=True, dense_units=0, stem_width=8, stem_stride=1, widths=(8, 16, 32), blocks_per_stage=2,
                   zero_init_residual=True, **SHARED)
     blocks = spec.residual_blocks()
     assert [b.name for b in blocks] == [f"stage{s}/block{b}" for s in range(3) for b in range(2)]
@@ -69,6 +69,8 @@ def test_resnet_strides_projections_and_sizes():
             assert (block.shortcut.kernel_size, block.shortcut.padding) == (1, 0)
             assert block.shortcut.output_size == block.conv1.output_size
     assert spec.zero_gammas() == {b.conv1.name for b in blocks}
+    strided = ResNet(**{**spec.__dict__, "stem_stride": 2})  # 33 -> 17 at the stem, then 17 -> 9 -> 5
+    assert [b.conv1.output_size for b in strided.residual_blocks()] == [17, 17, 9, 9, 5, 5]
     off = ResNet(**{**spec.__dict__, "zero_init_residual": False})
     assert off.zero_gammas() == set()
     # The zero gammas draw nothing: every other weight is the same with and without them.

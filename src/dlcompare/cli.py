@@ -65,11 +65,13 @@ app = App(
 
 @app.command()
 def check(params: Path = PARAMS_OPTION) -> None:
-    """Validate params.yaml, and that every framework in train.frameworks is registered and installed (dvc repro runs it first)."""
+    """Validate params.yaml, and that every framework in train.frameworks is registered, installed and builds
+    model.preset (dvc repro runs it first)."""
     from dlcompare.params import load_params
 
-    frameworks = load_params(params).train.frameworks
-    typer.echo(f"{params}: valid; frameworks {', '.join(frameworks)} registered and installed")
+    loaded = load_params(params)
+    typer.echo(f"{params}: valid; frameworks {', '.join(loaded.train.frameworks)} registered, installed and "
+               f"implementing model.preset {loaded.model.preset}")
 
 
 @app.command()

@@ -62,6 +62,7 @@ class PlainCNNParams(Section):
 
 class ResNetParams(Section):
     stem_width: int = Field(default=16, ge=1)
+    stem_stride: Literal[1, 2] = 1
     widths: list[Annotated[int, Field(ge=1)]] = Field(default=[16, 32, 64], min_length=1)
     blocks_per_stage: int = Field(default=2, ge=1)
     zero_init_residual: bool = True
@@ -133,7 +134,8 @@ class Params(Section):
 def _check_across_sections(params: Params, path: Path) -> None:
     """Rules that involve more than one key."""
     model = params.model
-    halvings = len(model.plain_cnn.filters) if model.preset == "plain_cnn" else len(model.resnet.widths) - 1
+    halvings = (len(model.plain_cnn.filters) if model.preset == "plain_cnn"
+                else len(model.resnet.widths) - 1 + (model.resnet.stem_stride == 2))
     if params.prepare.image_size < 2**halvings:
         key = "model.plain_cnn.filters" if model.preset == "plain_cnn" else "model.resnet.widths"
         raise UserError(f"{path}: prepare.image_size = {params.prepare.image_size} is too small for {halvings} halvings"
