@@ -274,3 +274,17 @@ def test_auc_bootstrap_over_several_seeds_averages_them_on_the_same_images():
     mean_auc = np.mean([roc_auc_score(actual, run) for run in runs])
     assert low < mean_auc < high
     assert stats.bootstrap_auc_ci(actual, runs, 400, 0) == (low, high)  # seeded: reproducible
+
+
+def test_two_noisy_rounds_over_many_pairs_give_unbounded_intervals_not_a_crash():
+    """Two rounds (1 df), Holm over 15 pairs and round-to-round noise as on a loaded machine: the quantiles are
+    in the hundreds, and exp of them overflowed (a dvc repro failed on it)."""
+    rng = np.random.default_rng(0)
+    values = {f"f{i}": list(100.0 * np.exp(rng.normal(0.0, 3.0, size=2))) for i in range(6)}
+    results = stats.round_ratios(values, higher_is_better=True)
+    assert len(results) == 15
+    for result in results.values():
+        assert not result["significant"]
+        assert result["detectable_ratio"] == float("inf") or result["detectable_ratio"] > 10
+    sentence = stats.speed_sentence("training", "f0", "f1", results["f0_vs_f1"], 15)
+    assert "cannot detect even a 10× ratio" in sentence
