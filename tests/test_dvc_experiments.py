@@ -118,7 +118,7 @@ def test_queued_sweep_trains_only_new_runs_and_apply_leaves_status_clean(tmp_pat
     assert "Running stage 'prepare'" not in resnet and "Running stage 'speed'" in resnet
     changed = [line for line in run_tool(["git", "diff", "-U0", "params.yaml"], project).stdout.splitlines()
                if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-    assert [line.split("#")[0].strip() for line in changed] == ["-preset: plain_cnn", "+preset: resnet"], changed
+    assert [line[0] + line[1:].split("#")[0].strip() for line in changed] == ["-preset: plain_cnn", "+preset: resnet"], changed
     report = (project / "reports" / "comparison.md").read_text()
     assert "- **Model**: ResNet-14 (CIFAR-style)" in report
     train_metrics = json.loads((project / "metrics" / "train" / "jax-0.json").read_text())
