@@ -122,6 +122,6 @@ def test_queued_sweep_trains_only_new_runs_and_apply_leaves_status_clean(tmp_pat
     report = (project / "reports" / "comparison.md").read_text()
     assert "- **Model**: ResNet-14 (CIFAR-style)" in report
     train_metrics = json.loads((project / "metrics" / "train" / "jax-0.json").read_text())
-    assert train_metrics["flops_per_image"] > 0 and train_metrics["params"] == 174_673
+    assert train_metrics["flops_per_image"] > 0 and train_metrics["params"] == 695_457
     shown = run_tool(["dvc", "exp", "show", "--only-changed", "--md"], project).stdout
     assert "model.preset" in shown and "resnet" in shown and "plain_cnn" in shown, shown

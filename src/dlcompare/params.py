@@ -61,9 +61,9 @@ class PlainCNNParams(Section):
 
 
 class ResNetParams(Section):
-    stem_width: int = Field(default=16, ge=1)
-    stem_stride: Literal[1, 2] = 1
-    widths: list[Annotated[int, Field(ge=1)]] = Field(default=[16, 32, 64], min_length=1)
+    stem_width: int = Field(default=32, ge=1)
+    stem_stride: Literal[1, 2] = 2
+    widths: list[Annotated[int, Field(ge=1)]] = Field(default=[32, 64, 128], min_length=1)
     blocks_per_stage: int = Field(default=2, ge=1)
     zero_init_residual: bool = True
 
