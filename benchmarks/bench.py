@@ -633,12 +633,12 @@ def order_changes(first: dict, second: dict) -> list[str]:
 
 def print_scales(scales: dict) -> None:
     names = list(next(iter(scales.values())))
-    print("training at two model scales (own loop, images/s and fraction of the GEMM ceiling; one process per cell, "
-          "the same FLOPs per epoch at every scale):")
+    print("training at two model scales (own loop, images/s and fraction of the GEMM ceiling; each framework in its "
+          "own process, the same FLOPs per epoch at every scale):")
     print(f"{'':12}" + "".join(f"{scale + ' ' + format(next(iter(m.values()))['flops_per_image'] / 1e6, ',.0f') + ' MFLOPs':>26}"
                                 for scale, m in scales.items()))
     for name in names:
-        print(f"{name:12}" + "".join(f"{m[name]['images_per_s']:16.1f} ({m[name]['fraction_of_gemm']:5.3f})   " for m in scales.values()))
+        print(f"{name:12}" + "".join(f"{m[name]['images_per_s']:18.1f} ({m[name]['fraction_of_gemm']:5.3f})" for m in scales.values()))
     for scale, measured in scales.items():
         print(f"order at {scale}: {' > '.join(ranking(measured))}")
     first_scale, first = next(iter(scales.items()))
