@@ -53,7 +53,7 @@ def _terminated(signum, frame):
 
 
 app = App(
-    help="Train the same CNN on Dogs vs Cats in several frameworks and compare them.\n\n"
+    help="Train the same network (model.preset: a plain CNN or a ResNet) on Dogs vs Cats in several frameworks and compare them.\n\n"
     "Stages run in this order (dvc repro runs them for you): check, fetch, prepare, train, evaluate, speed, compare.",
     no_args_is_help=True,
     add_completion=False,
