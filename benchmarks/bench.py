@@ -63,7 +63,7 @@ def settings(quick: bool, frameworks: list[str]):
 
     params = load_params(ROOT / "params.yaml", frameworks)
     if not quick:
-        return params, {"train_images": 2048, "epochs": 6, "prepare_repeats": 3, "gemm_n": 2048, "gemm_repeats": 5,
+        return params, {"train_images": 2048, "epochs": 6, "scale_epochs": 6, "prepare_repeats": 3, "gemm_n": 2048, "gemm_repeats": 5,
                         "latency_runs": 50, "tutorial_images": 2048, "full_dataset": FULL_DATASET}
     params = params.model_copy(update={
         "prepare": params.prepare.model_copy(update={"image_size": 32}),
@@ -72,7 +72,7 @@ def settings(quick: bool, frameworks: list[str]):
             "resnet": params.model.resnet.model_copy(update={"stem_width": 8, "widths": [8, 16], "blocks_per_stage": 1})}),
         "train": params.train.model_copy(update={"batch_size": 16}),
     })
-    return params, {"train_images": 128, "epochs": 3, "prepare_repeats": 1, "gemm_n": 256, "gemm_repeats": 2,
+    return params, {"train_images": 128, "epochs": 3, "scale_epochs": 2, "prepare_repeats": 1, "gemm_n": 256, "gemm_repeats": 2,
                     "latency_runs": 5, "tutorial_images": 64, "full_dataset": 512}
 
 
@@ -240,11 +240,11 @@ def scale_figures(module, params, sizes: dict, scale: str, train_data, val_data)
     params = at_scale(params, *SCALES[scale])
     spec, batch = architectures.from_params(params), params.train.batch_size
     count = max(4 * batch, sizes["train_images"] * plain.flops_per_image() // spec.flops_per_image() // batch * batch)
-    implementation = module.Implementation(spec, params.train.model_copy(update={"epochs": sizes["epochs"]}), seed=0)
+    implementation = module.Implementation(spec, params.train.model_copy(update={"epochs": sizes["scale_epochs"]}), seed=0)
     implementation.build(spec.initial_weights(0))
     (x, y), (x_val, y_val) = train_data, val_data
     seconds, images = own_loop_seconds(implementation, x[:count], y[:count], x_val, y_val)
-    return scale_record(spec, seconds, images, sizes["epochs"] - 1)
+    return scale_record(spec, seconds, images, sizes["scale_epochs"] - 1)
 
 
 def scale_record(spec, seconds: list[float], images: int, epochs_timed: int) -> dict:

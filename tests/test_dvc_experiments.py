@@ -108,17 +108,20 @@ def test_queued_sweep_trains_only_new_runs_and_apply_leaves_status_clean(tmp_pat
     table = run_tool(["dvc", "metrics", "diff"], project).stdout.splitlines()
     assert 2 <= len(table) <= 30 and max(map(len, table)) <= 120, "\n".join(table)
 
-    # The second architecture is one parameter away: one changed line in params.yaml, every run retrained on it.
+    # The second architecture is one parameter away: one changed line in params.yaml (one seed, to keep CI short).
     run_tool(["git", "add", "-A"], project)
     run_tool(["git", "commit", "-qm", "two seeds"], project)
-    resnet = run_tool(["dvc", "exp", "run", "-n", "resnet", "-S", "model.preset=resnet"], project).stdout
+    resnet = run_tool(["dvc", "exp", "run", "-n", "resnet", "-S", "model.preset=resnet", "-S", "train.seeds=[0]"],
+                      project).stdout
     for framework in ("pytorch", "jax"):
-        for seed in (0, 1):
-            assert f"Running stage 'train@{framework}-{seed}'" in resnet
+        assert f"Running stage 'train@{framework}-0'" in resnet
     assert "Running stage 'prepare'" not in resnet and "Running stage 'speed'" in resnet
-    changed = [line for line in run_tool(["git", "diff", "-U0", "params.yaml"], project).stdout.splitlines()
+    changed = [line[0] + line[1:].split("#")[0].strip()
+               for line in run_tool(["git", "diff", "-U0", "params.yaml"], project).stdout.splitlines()
                if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-    assert [line[0] + line[1:].split("#")[0].strip() for line in changed] == ["-preset: plain_cnn", "+preset: resnet"], changed
+    assert [line for line in changed if "preset" in line] == ["-preset: plain_cnn", "+preset: resnet"], changed
+    seeds = [line for line in changed if "preset" not in line]
+    assert all("seeds" in line or line[1:].lstrip("- ").isdigit() for line in seeds), changed
     report = (project / "reports" / "comparison.md").read_text()
     assert "- **Model**: ResNet-14 (CIFAR-style)" in report
     train_metrics = json.loads((project / "metrics" / "train" / "jax-0.json").read_text())
