@@ -54,8 +54,9 @@ class Network(tf.Module):
     def conv_norm(self, x, conv, training):
         """Convolution padded conv.padding on every side, then batch norm (or a bias)."""
         p, v = conv.padding, self.variables_by_name
-        # At stride 1 "SAME" is that padding (odd kernels) and the fast CPU path: explicit padding there made the
-        # plain CNN train 1.45x slower (278 against 405 images/s, 2026-12-02). At stride 2 "SAME" pads one side only.
+        # At stride 1 "SAME" is that padding (odd kernels) and oneDNN's usual path; explicit padding there trained the
+        # plain CNN at 278 against 405-419 images/s (single runs, not interleaved; docs/journal/2026-12-02-resnet.md).
+        # At stride 2 "SAME" pads one side only.
         padding = "SAME" if conv.stride == 1 else [[0, 0], [p, p], [p, p], [0, 0]]
         x = tf.nn.conv2d(x, v[f"{conv.name}/kernel"], strides=conv.stride, padding=padding)
         return self.batch_norm(x, conv.name, training) if self.spec.batch_norm else tf.nn.bias_add(x, v[f"{conv.name}/bias"])
