@@ -96,7 +96,7 @@ def make_dvc_project(directory: Path, overrides: dict, bin_dir: Path = BIN) -> P
     import shutil
 
     directory.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "versions.yaml", "frameworks.lock"):
         shutil.copy(ROOT / name, directory / name)
     shutil.copytree(ROOT / "src", directory / "src", symlinks=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

@@ -14,11 +14,11 @@ from dlcompare.errors import UserError
 def test_rounds_rotate_the_order_so_every_framework_takes_every_position(monkeypatch):
     calls = []
 
-    def fake_round(framework, params_file, prepared):
+    def fake_round(framework, params_file, prepared, pythonpath=()):
         calls.append(framework)
         return {"train_images_per_s": 100.0, "inference_images_per_s": 1000.0, "latency_ms": 1.0}
 
-    monkeypatch.setattr(speed, "_one_round", fake_round)
+    monkeypatch.setattr(speed, "one_round", fake_round)
     names = ["a", "b", "c"]
     rounds = speed.run_rounds([(n, n) for n in names], 3, ROOT / "params.yaml", ROOT / "data" / "prepared")
     assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]

@@ -165,6 +165,64 @@ def compare(params: Path = PARAMS_OPTION) -> None:
 
 
 @app.command()
+def diff(
+    a: str = typer.Argument("HEAD", help="The revision before: a commit, branch, tag or `dvc exp` name."),
+    b: str = typer.Argument("workspace", help="The revision after (default: the workspace as it is)."),
+    markdown: Path = typer.Option(Path("reviews/diff.md"), help="Where the markdown (a pull-request comment) is written."),
+    ab: Path = typer.Option(Path("reviews/ab.json"), help="`dlcompare ab`'s interleaved rounds, used for the speed "
+                            "verdicts when they timed these two revisions."),
+    fail_on_regression: bool = typer.Option(False, "--fail-on-regression",
+                                            help="Exit 2 when a framework is worse beyond review.tolerance, with confidence."),
+    params: Path = PARAMS_OPTION,
+) -> None:
+    """What changed from A to B, per framework: accuracy paired by seed and test image, and speed (verdicts only
+    from interleaved A/B rounds); review.tolerance decides what is a regression."""
+    from dlcompare.params import load_params
+    from dlcompare.review import diff as run_diff, table, write_markdown
+
+    tolerance = load_params(params).review.tolerance
+    result = run_diff(Path.cwd(), a, b, tolerance.accuracy_points, tolerance.speed_ratio, ab)
+    write_markdown(markdown, result)
+    typer.echo(table(result))
+    typer.echo(f"markdown: {markdown}")
+    if fail_on_regression and result["regressions"]:
+        raise typer.Exit(2)
+
+
+@app.command()
+def ab(
+    a: str = typer.Argument("HEAD", help="Side A: a commit, branch, tag or `dvc exp` name (its code, params and lock)."),
+    b: str = typer.Argument("workspace", help="Side B (default: the workspace as it is). `ab HEAD HEAD` is the A/A check."),
+    frameworks: str = typer.Option(None, help="Comma-separated frameworks to time (default: train.frameworks)."),
+    lock_a: Path = typer.Option(None, help="Pins for side A instead of its frameworks.lock (a framework version study)."),
+    lock_b: Path = typer.Option(None, help="Pins for side B instead of its frameworks.lock."),
+    rounds: int = typer.Option(None, min=2, help="A/B rounds (default: review.rounds)."),
+    envs: Path = typer.Option(None, help="Where the per-version package overlays are kept (default: ~/.cache/dlcompare/envs)."),
+    out: Path = typer.Option(Path("reviews/ab.json"), help="Every round and the verdicts (`dlcompare diff` reads it)."),
+    prepared: Path = typer.Option(Path("data/prepared"), help="Output of prepare: both sides time the same batches."),
+    params: Path = PARAMS_OPTION,
+) -> None:
+    """Time two revisions (or two framework versions) in interleaved rounds, A B then B A, each side a fresh process
+    per framework; the round pair is the unit of the verdict (speed.* sizes each measurement)."""
+    from dlcompare.ab import ab as run_ab
+    from dlcompare.params import load_params
+
+    settings = load_params(params)
+    names = frameworks.split(",") if frameworks else list(settings.train.frameworks)
+    result = run_ab(Path.cwd(), a, b, names, rounds or settings.review.rounds, prepared, settings.prepare.image_size,
+                    out, lock_a, lock_b, envs, settings.review.tolerance.speed_ratio, echo=typer.echo)
+    for side in ("a", "b"):
+        env = result[side]["environment"]
+        where = (f"overlay {env['overlay']} ({env['mb']:.0f} MB, " +
+                 ("reused)" if env["reused"] else f"built in {env['build_seconds']:.0f} s)")) if env["overlay"] else "this environment"
+        versions = ", ".join(f"{p} {v}" for p, v in result[side]["versions"].items())
+        typer.echo(f"{side.upper()} = {result[side]['label']}: {versions}; {where}")
+    for framework, verdict in result["verdicts"].items():
+        typer.echo(f"{framework} training: {verdict['sentence']}")
+    typer.echo(f"ab: {result['seconds']:.0f} s; {out}")
+
+
+@app.command()
 def predict(
     images: List[Path] = typer.Argument(..., metavar="IMAGE", help="Image files to classify (one or more)."),
     params: Path = PARAMS_OPTION,

@@ -122,6 +122,16 @@ class SpeedParams(Section):
     latency_calls: int = Field(default=30, ge=5)
 
 
+class ToleranceParams(Section):
+    accuracy_points: float = Field(default=1.0, ge=0.0, le=100.0)
+    speed_ratio: float = Field(default=0.95, gt=0.0, le=1.0)
+
+
+class ReviewParams(Section):
+    tolerance: ToleranceParams = ToleranceParams()
+    rounds: int = Field(default=6, ge=5)
+
+
 class Params(Section):
     data: DataParams = DataParams()
     prepare: PrepareParams = PrepareParams()
@@ -129,6 +139,7 @@ class Params(Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     speed: SpeedParams = SpeedParams()
+    review: ReviewParams = ReviewParams()
 
 
 def _check_across_sections(params: Params, path: Path) -> None:

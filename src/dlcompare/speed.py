@@ -112,12 +112,18 @@ def check_sizes(params: Params, prepared: Path) -> None:
         raise UserError(f"{prepared}: the test split is empty; set prepare.test_fraction above 0")
 
 
-def _one_round(framework: str, params_file: Path, prepared: Path) -> dict:
+def one_round(framework: str, params_file: Path, prepared: Path, pythonpath: tuple[str, ...] = ()) -> dict:
+    """One framework's figures, measured in a fresh process; `pythonpath` goes first on its import path
+    (`dlcompare ab`: another revision's code, another version's packages)."""
     command = [sys.executable, "-m", "dlcompare.speed", framework, str(params_file), str(prepared)]
-    result = subprocess.run(command, capture_output=True, text=True)
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join([*pythonpath, *filter(None, [env.get("PYTHONPATH")])])
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"speed: measuring {framework} failed ({last}); run `python -m dlcompare.speed {framework} "
+        where = f"PYTHONPATH={env['PYTHONPATH']} " if pythonpath else ""
+        raise UserError(f"speed: measuring {framework} failed ({last}); run `{where}python -m dlcompare.speed {framework} "
                         f"{params_file} {prepared}` to see why")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -133,7 +139,7 @@ def run_rounds(entries: list[tuple[str, str]], rounds: int, params_file: Path, p
         shift = round_index % len(entries)
         for position, (label, framework) in enumerate(entries[shift:] + entries[:shift]):
             row = {"round": round_index, "position": position, "label": label, "framework": framework,
-                   **_one_round(framework, params_file, prepared), **where}
+                   **one_round(framework, params_file, prepared), **where}
             rows.append(row)
             on_round(row)
     return pd.DataFrame(rows)

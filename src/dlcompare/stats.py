@@ -187,17 +187,26 @@ def accuracy_comparisons(correct: dict[str, np.ndarray]) -> dict[str, dict]:
         result["seed_spread_check_p"] = spread_p
         results[f"{names[i]}_vs_{names[j]}"] = result
     pairs = len(results)
-    adjusted, steps = holm({key: r["p"] for key, r in results.items()}, with_steps=True)
+    holm_intervals(results, lambda r: (r["diff"], math.sqrt(max(r["variance"], 0.0))))
     for key, result in results.items():
-        step_alpha = ALPHA / steps[key]
-        result["p_holm"], result["holm_level"] = adjusted[key], 1.0 - step_alpha
-        half = _quantile(1.0 - step_alpha / 2, result["df"]) * math.sqrt(max(result["variance"], 0.0))
-        result["ci_holm"] = [max(-1.0, result["diff"] - half), min(1.0, result["diff"] + half)]
+        low, high = result["ci_holm"]
+        result["ci_holm"] = [max(-1.0, low), min(1.0, high)]
         result["significant"] = is_claim(result)
         result["detectable"] = detectable_gap(result["variance"], result["df"], pairs)
         a, b = key.split("_vs_")
         result["verdict"] = verdict(a, b, result, pairs)
     return results
+
+
+def holm_intervals(results: dict[str, dict], estimate) -> None:
+    """Add Holm's p (`p_holm`), the level Holm tested each result at (`holm_level`) and the interval at that
+    level (`ci_holm`, on the scale of `estimate(result)` = (mean, standard error)) to results that hold "p" and "df"."""
+    adjusted, steps = holm({key: r["p"] for key, r in results.items()}, with_steps=True)
+    for key, result in results.items():
+        step_alpha = ALPHA / steps[key]
+        mean, se = estimate(result)
+        half = _quantile(1.0 - step_alpha / 2, result["df"]) * se
+        result["p_holm"], result["holm_level"], result["ci_holm"] = adjusted[key], 1.0 - step_alpha, [mean - half, mean + half]
 
 
 def detectable_gap(variance: float, df: float, pairs: int) -> float | None:
@@ -342,6 +351,21 @@ def round_ratios(values: dict[str, list[float]], higher_is_better: bool) -> dict
                                          * r["log_se"])
         r["significant"] = bool(r["ci_holm"] and r["p_holm"] < ALPHA and not r["ci_holm"][0] <= 1.0 <= r["ci_holm"][1])
     return results
+
+
+def unpaired_log_ratio(after, before, level: float = 0.95) -> tuple[float, list[float] | None]:
+    """Ratio of geometric means after/before and its Welch interval, for speed measured in separate sessions
+    (no pairing; the interval holds only the within-session noise, not the drift between the sessions)."""
+    x, y = np.log(np.asarray(after, dtype=np.float64)), np.log(np.asarray(before, dtype=np.float64))
+    mean = float(x.mean() - y.mean())
+    if len(x) < 2 or len(y) < 2:
+        return math.exp(mean), None
+    va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    if va + vb == 0:
+        return math.exp(mean), None
+    df = (va + vb) ** 2 / (va * va / (len(x) - 1) + vb * vb / (len(y) - 1))
+    half = _quantile(0.5 + level / 2, df) * math.sqrt(va + vb)
+    return math.exp(mean), [_exp(mean - half), _exp(mean + half)]
 
 
 def speed_sentence(what: str, a: str, b: str, result: dict, pairs: int) -> str:

@@ -24,6 +24,7 @@ HERE = Path(__file__).parent
 PROJECT_ROOT = HERE.parents[2]
 LOCK_FILE = PROJECT_ROOT / "frameworks.lock"
 DEPENDENCY_LINKS = HERE / "deps"
+VERSIONS_FILE = PROJECT_ROOT / "versions.yaml"
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,18 @@ def dependency_files(name: str) -> dict[str, bytes | Path]:
     }
 
 
+def versions_yaml() -> bytes:
+    """versions.yaml: the pinned version of every package a registered framework uses, one line each."""
+    pins = pinned_versions()
+    packages = dict.fromkeys(package for name in NAMES for package in REGISTRY[name].packages)
+    lines = ["# Written by `make install` (python -m dlcompare.frameworks) from frameworks.lock: the framework versions",
+             "# of this revision. The compare stage declares them as params, so `dvc exp show` and `dlcompare diff`",
+             "# say which versions two experiments ran."]
+    return ("\n".join(lines + [f"{package}: '{pins[package]}'" for package in packages]) + "\n").encode()
+
+
 def sync_dependency_links(check: bool = False) -> list[str]:
-    """Write deps/<name>/ for every registered framework; with check, only list what is out of date.
+    """Write deps/<name>/ for every registered framework and versions.yaml; with check, only list what is out of date.
 
     dvc.yaml cannot look a name up in a table, so each train@<name> stage
     depends on the folder deps/<name>/: links to the files that implement the
@@ -226,4 +237,9 @@ def sync_dependency_links(check: bool = False) -> list[str]:
                 path.symlink_to(link)
             else:
                 path.write_bytes(target)
+    versions = versions_yaml()
+    if not VERSIONS_FILE.is_file() or VERSIONS_FILE.read_bytes() != versions:
+        stale.append(str(VERSIONS_FILE))
+        if not check:
+            VERSIONS_FILE.write_bytes(versions)
     return stale
