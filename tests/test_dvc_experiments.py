@@ -2,8 +2,10 @@
 
 import json
 
+import yaml
+
 from conftest import make_dvc_project, run_tool, small_kaggle_zip
-from dlcompare.frameworks import NAMES
+from dlcompare.frameworks import NAMES, pinned_versions
 
 
 def metric_files(node) -> set[str]:
@@ -43,6 +45,10 @@ def test_repro_then_experiment_shows_every_framework(tmp_path):
         assert f'"{framework}": {{"acc": ' in json.dumps(shown)
     # Per-run files are outputs (and compare's dependencies), not metrics.
     assert metric_files(shown) == {"metrics/compare.json", "metrics/speed.json"}
+    # The framework versions are params: a version experiment's row says which versions it ran.
+    versions = yaml.safe_load((project / "versions.yaml").read_text())
+    assert versions["keras"] == pinned_versions()["keras"]
+    assert f'"versions.yaml": {{"data": {json.dumps(versions)}}}' in json.dumps(shown)
 
     diff = json.loads(run_tool(["dvc", "metrics", "diff", "--json"], project).stdout)
     assert list(diff) == ["metrics/compare.json"]

@@ -42,8 +42,8 @@ def test_diff_of_an_unchanged_workspace_passes_and_writes_the_comment(reviewed_p
     assert comment.startswith("## dlcompare diff: `HEAD`")
     assert "identical predictions on every test image for each of the 1 seed(s)" in comment
     assert "| pytorch |" in comment and "**Result: no regression**" in comment
-    # The same speed rounds on both sides: described, never a verdict.
-    assert "not interleaved: no verdict" in comment
+    # The speed stage did not re-run: the same measurements, said as such.
+    assert "the same speed-stage measurements on both sides" in comment
 
 
 def test_diff_fails_the_gate_on_a_worse_model_and_names_what_changed(reviewed_project):
@@ -98,7 +98,7 @@ def test_ab_detects_a_planted_slowdown_in_the_new_revision_and_diff_gates_on_it(
     assert "interleaved A/B rounds" in (reviewed_project / "reviews" / "diff.md").read_text()
     # ab's rounds are for HEAD~1 → HEAD only: another pair of revisions gets no speed verdict from them.
     other = run_cli("diff", "HEAD", "workspace", "--fail-on-regression", cwd=reviewed_project)
-    assert other.returncode == 0 and "not interleaved: no verdict" in other.stdout
+    assert other.returncode == 0 and "interleaved" not in other.stdout
 
 
 def test_accuracy_gate_needs_the_whole_interval_beyond_the_tolerance():
@@ -116,3 +116,34 @@ def test_accuracy_gate_needs_the_whole_interval_beyond_the_tolerance():
     result = review.accuracy_changes(side("before"), side("much"), ["f"], [0], 1.0)["f"]
     assert result["regression"] and result["ci_holm"][1] < -0.01
     assert not review.accuracy_changes(side("before"), side("much"), ["f"], [0], 15.0)["f"]["regression"]
+
+
+def test_pull_request_workflow_is_a_valid_github_workflow_whose_commands_exist():
+    import re
+    import subprocess
+
+    from conftest import BIN, ROOT
+
+    workflow = ROOT / ".github" / "workflows" / "review.yml"
+    checked = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow)],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    text = workflow.read_text()
+    commands = [(tool, line.split()) for tool, line in re.findall(r"\.venv/bin/(dlcompare|dvc) ([^\n#]*)", text)]
+    assert {(tool, words[0]) for tool, words in commands} >= {("dlcompare", "ab"), ("dlcompare", "diff"), ("dvc", "exp")}
+    for tool, words in commands:
+        sub = words[:2] if tool == "dvc" else words[:1]
+        shown = subprocess.run([str(BIN / tool), *sub, "--help"], capture_output=True, text=True)
+        assert shown.returncode == 0, shown.stderr
+        for option in (word for word in words if word.startswith("-")):
+            assert re.search(rf"(?<![\w-]){option}(?![\w-])", shown.stdout), f"{tool} {' '.join(sub)} has no option {option}"
+
+
+def test_speed_stages_of_two_revisions_are_described_never_judged(reviewed_project):
+    side = review.load_side(review.open_revision(reviewed_project, "HEAD"))
+    halved = side["rounds"].assign(train_images_per_s=side["rounds"]["train_images_per_s"] / 2)
+    described = review.described_speed(side, {**side, "rounds": halved}, "pytorch")
+    assert abs(described["ratio"] - 0.5) < 1e-9 and "regression" not in described
+    assert "measured at different times on one machine: no verdict" in described["sentence"]
+    elsewhere = halved.assign(host="another-machine")
+    assert "on 2 different machines" in review.described_speed(side, {**side, "rounds": elsewhere}, "pytorch")["sentence"]

@@ -178,6 +178,10 @@ def described_speed(a: dict, b: dict, framework: str) -> dict:
     before, after = _rates(a["rounds"], framework), _rates(b["rounds"], framework)
     if len(before) == 0 or len(after) == 0:
         return {"ratio": None, "sentence": "no speed rounds on both sides (the speed stage did not run)"}
+    if a["rounds"].equals(b["rounds"]):
+        return {"ratio": 1.0, "a": float(np.exp(np.log(before).mean())), "b": float(np.exp(np.log(after).mean())),
+                "interleaved": False, "same": True,
+                "sentence": "the same speed-stage measurements on both sides (nothing the speed stage depends on changed)"}
     hosts = set(a["rounds"]["host"]) | set(b["rounds"]["host"])
     ratio, interval = stats.unpaired_log_ratio(after, before)
     where = "on one machine" if len(hosts) == 1 else f"on {len(hosts)} different machines"
@@ -265,6 +269,8 @@ def _speed_cell(entry: dict) -> tuple[str, str]:
     if entry["interleaved"]:
         low, high = entry["ci_holm"]
         return rates, f"{entry['ratio']:.3f}× [{low:.3f}, {high:.3f}]"
+    if entry.get("same"):
+        return rates, "1× (the same measurements)"
     return rates, f"{entry['ratio']:.2f}× (not interleaved: no verdict)"
 
 
@@ -279,7 +285,7 @@ def markdown(result: dict) -> str:
              "",
              f"Paired on the same {result['n_test']:,} test images and seeds {', '.join(map(str, result['seeds']))}. "
              f"Gate: a framework fails when its Holm interval lies wholly beyond the tolerance "
-             f"({tolerance['accuracy_points']:g} accuracy points; speed ratio {tolerance['speed_ratio']:g}×, "
+             f"({tolerance['accuracy_points']:g} accuracy point(s); speed ratio {tolerance['speed_ratio']:g}×, "
              "interleaved rounds only).", "",
              "| framework | accuracy A → B | B − A, points (Holm CI) | training images/s A → B | B / A (Holm CI) |",
              "|---|---|---|---|---|"]
