@@ -112,8 +112,9 @@ SPEED_FITTED = RoundModel()
 
 
 def aa_false_claims(rng: np.random.Generator, rounds: int, trials: int, model: RoundModel = SPEED_FITTED,
-                    labels: int = 2) -> float:
-    """Share of A/A designs (`labels` copies of one framework, `rounds` rotated rounds) with any speed claim."""
+                    labels: int = 2, claim=lambda pair: pair["significant"]) -> float:
+    """Share of A/A designs (`labels` copies of one framework, `rounds` rotated rounds) in which `claim` holds for
+    any pair (`stats.round_ratios`' result, copy0 over copy1; default: a significant speed difference)."""
     from dlcompare.stats import round_ratios
 
     names = [f"copy{k}" for k in range(labels)]
@@ -126,5 +127,5 @@ def aa_false_claims(rng: np.random.Generator, rounds: int, trials: int, model: R
                 drift = model.drift_autocorrelation * drift + np.sqrt(1 - model.drift_autocorrelation ** 2) * rng.normal(0, model.drift_sd)
                 slow = model.first_position if position == 0 else 0.0
                 values[name].append(float(np.exp(drift - slow + rng.normal(0, model.process_sd))))
-        claims += any(pair["significant"] for pair in round_ratios(values, True).values())
+        claims += any(claim(pair) for pair in round_ratios(values, True).values())
     return claims / trials
