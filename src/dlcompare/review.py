@@ -256,6 +256,7 @@ def diff(root: Path, rev_a: str, rev_b: str, tolerance_points: float, tolerance_
         "a": {"label": rev_a, "commit": a_rev.commit}, "b": {"label": rev_b, "commit": b_rev.commit},
         "params_changed": changes(a["params"], b["params"]), "versions_changed": changes(a["versions"], b["versions"]),
         "frameworks": frameworks, "seeds": seeds, "n_test": int(len(images)),
+        "unpaired_seeds": {"A": [s for s in a["seeds"] if s not in seeds], "B": [s for s in b["seeds"] if s not in seeds]},
         "only_a": [f for f in a["frameworks"] if f not in frameworks], "only_b": [f for f in b["frameworks"] if f not in frameworks],
         "tolerance": {"accuracy_points": tolerance_points, "speed_ratio": tolerance_ratio},
         "accuracy": accuracy, "speed": speed, "regressions": regressions,
@@ -302,6 +303,9 @@ def markdown(result: dict) -> str:
     for side, names in (("A", result["only_a"]), ("B", result["only_b"])):
         if names:
             lines.append(f"- Only in {side}, not compared: {', '.join(names)}.")
+        if result["unpaired_seeds"][side]:
+            lines.append(f"- Seeds only in {side}, left out so that every seed is paired: "
+                         f"{', '.join(map(str, result['unpaired_seeds'][side]))}.")
     lines += ["", ("**Result: regression** in " + ", ".join(result["regressions"]) + ".") if result["regressions"]
               else "**Result: no regression** beyond the tolerance."]
     return "\n".join(lines) + "\n"
