@@ -162,7 +162,7 @@ def prepare_side(root: Path, rev: str, lock: Path | None, frameworks: list[str],
     wrong = [f"{p} {versions[p]} (pinned {pins[p]})" for p in packages if not _same_version(versions[p], pins[p])]
     if wrong:
         raise UserError(f"dlcompare ab: side {rev} would import {', '.join(wrong)}; remove {cost.get('overlay')} and retry")
-    return {"label": rev, "lock": str(lock_file), "versions": versions, "environment": cost,
+    return {"label": f"{rev} with {lock_file}" if lock else rev, "lock": str(lock_file), "versions": versions, "environment": cost,
             "pythonpath": pythonpath, "params_file": tree / "params.yaml"}
 
 
@@ -198,9 +198,9 @@ def ab(root: Path, rev_a: str, rev_b: str, frameworks: list[str], rounds: int, p
                 for a, b in _round_pairs(rows, framework)]
         result["round_log_ratio_sd"] = float(np.std(logs, ddof=1)) if len(logs) > 1 else None
     record = {
-        **{side.lower(): {"label": rev, "commit": commits[side], **{k: v for k, v in sides[side].items()
-                                                                     if k in ("lock", "versions", "environment")}}
-           for side, rev in zip(SIDES, (rev_a, rev_b))},
+        **{side.lower(): {"commit": commits[side], **{k: v for k, v in sides[side].items()
+                                                      if k in ("label", "lock", "versions", "environment")}}
+           for side in SIDES},
         "rounds": rows, "frameworks": frameworks, "verdicts": verdicts, "machine": where,
         "seconds": round(time.perf_counter() - started, 1),
     }
