@@ -4,7 +4,7 @@
   no effect       share of comparisons that claim any pair (must be ≤ 5 %), and the share that claim the
                   pair whose two frameworks are twice as noisy from seed to seed as the rest (the spread check)
   +1 / +2 points  share that find the one framework that is better by that much against another
-Prints a markdown table (the README's). Usage: python benchmarks/calibration.py [--trials 1000]
+Prints a markdown table (docs/statistics.md quotes it). Usage: python benchmarks/calibration.py [--trials 1000]
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def _check_project(git_remote: str) -> tuple[str, str]:
         raise UserError(f"commit {commit[:12]} is not on git remote {git_remote} ({url}): git push it first")
     if not _run([sys.executable, "-m", "dvc", "config", "core.remote"]).stdout.strip():
         raise UserError("the project has no default DVC remote, which the nodes share: add one with "
-                        "dvc remote add -d <name> <url> (README, 'More than one machine')")
+                        "dvc remote add -d <name> <url> (docs/cluster.md)")
     return commit, url
 
 

@@ -15,8 +15,7 @@ accuracies ((F − 1)(S − 1) df) or, when the pair's own seed spread is larger
 than the other frameworks' (an F test), the variance of the pair's per-seed
 differences (S − 1 df). Satterthwaite degrees of freedom, then Holm over the
 pairs. tests/test_stats.py checks the family-wise false-positive rate and the
-power on a simulator fitted to the reference runs (docs in the README,
-"How the verdicts are calibrated"); benchmarks/calibration.py prints them.
+power on a simulator fitted to the reference runs (docs/statistics.md); benchmarks/calibration.py prints them.
 
 Speed is measured in interleaved rounds (dlcompare.speed); its verdicts
 use the rounds as the unit (`round_ratios`).

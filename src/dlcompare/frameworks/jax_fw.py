@@ -42,7 +42,7 @@ def max_pool(x):
 
     As a max over reshaped windows rather than `lax.reduce_window`: the same values, but its gradient is an
     elementwise mask instead of XLA's select-and-scatter, which on the CPU made the training step 1.4x slower
-    (README, Performance). Ties split the gradient instead of giving it to one element; after ReLU the only
+    (docs/performance.md). Ties split the gradient instead of giving it to one element; after ReLU the only
     ties are zeros, whose gradient ReLU discards anyway.
     """
     batch, height, width, channels = x.shape

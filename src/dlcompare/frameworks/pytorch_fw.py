@@ -38,7 +38,7 @@ class BatchNorm2d(nn.BatchNorm2d):
     apart at n = 2048); the normalisation itself is the same. The moving
     statistics are taken from the ones the normalisation computed (its mean and
     1/sqrt(variance + eps)): a second pass over the activations (`x.var`) took a
-    quarter of the training step on the CPU (README, Performance).
+    quarter of the training step on the CPU (docs/performance.md).
     """
 
     def forward(self, x):

@@ -12,7 +12,7 @@ import random
 
 import numpy as np
 
-JIT_COMPILE = False  # torch.compile: README, "what was tried"
+JIT_COMPILE = False  # torch.compile: docs/performance.md
 
 
 def before_import(threads: int) -> None:
@@ -27,7 +27,7 @@ def keep_freed_memory() -> None:
     32 MB (at batch 64 the first layer's activations and their gradients are
     33.5 MB each) out as fresh kernel mappings and unmaps them on free, so every
     step page-faults and zeroes them again: 40 % of the training step on the
-    2-core CPU (README, Performance). PyTorch's CPU tuning guide answers this by
+    2-core CPU (docs/performance.md). PyTorch's CPU tuning guide answers this by
     preloading jemalloc or tcmalloc; `mallopt` gets the same reuse from glibc:
     no mmap for large blocks, the heap trimmed only past 1 GiB free, and one
     arena (per-thread arenas each kept their own freed blocks: +240 MB of peak
