@@ -41,3 +41,12 @@ def test_every_framework_file_marks_its_adapters():
     for name in NAMES:
         effort = coding_effort(source_file(name))
         assert effort["adapters"] > 3 and effort["own"] > effort["adapters"] / 2, (name, effort)
+
+
+def test_a_misspelt_adapter_name_is_an_error_not_own_code(tmp_path):
+    import pytest
+
+    source = tmp_path / "example_fw.py"
+    source.write_text('HARNESS_ADAPTERS = ("weigths",)\n\n\nclass Implementation:\n    def weights(self):\n        return 1\n')
+    with pytest.raises(ValueError, match="HARNESS_ADAPTERS names weigths, which the file does not define"):
+        coding_effort(source)

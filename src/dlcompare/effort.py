@@ -32,6 +32,17 @@ def _adapter_names(tree: ast.Module) -> set[str]:
     return set()
 
 
+def _defined_names(tree: ast.Module) -> set[str]:
+    """Top-level functions and classes, and the methods of top-level classes: what an adapter name can name."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        if isinstance(node, ast.ClassDef):
+            names.update(member.name for member in node.body if isinstance(member, ast.FunctionDef))
+    return names
+
+
 def coding_effort(path: Path) -> dict[str, int]:
     """{"own": statements a user of the framework writes, "adapters": statements that plug it into the harness}.
 
@@ -40,6 +51,10 @@ def coding_effort(path: Path) -> dict[str, int]:
     """
     tree = ast.parse(Path(path).read_text())
     names = _adapter_names(tree)
+    unknown = sorted(names - _defined_names(tree))
+    if unknown:
+        # A misspelt name would silently count its adapter as the framework's own code.
+        raise ValueError(f"{path}: {MARKER} names {', '.join(unknown)}, which the file does not define")
     adapters = 0
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == MARKER for t in node.targets):
