@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcompare.frameworks import NAMES
+from dlcompare.machine import available_cores, cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ZIP = ROOT.parent / "shared" / "datasets" / "dogs-vs-cats-train-10k.zip"
@@ -93,17 +94,17 @@ def at_scale(params, preset: str, width: int = 1):
 # ---------------------------------------------------------------- measured in the parent process
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                     if line.startswith("MemTotal"))
+    try:
+        memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows)
+        memory_gb = None
     versions = {}
     for name in ("tensorflow", "keras", "torch", "jax", "numpy", "pillow", "dvc"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "memory_gb": round(memory_kb / 2**20, 1),
+    return {"cpu": cpu_model(), "cores": available_cores(), "memory_gb": memory_gb,
             "python": platform.python_version(), "versions": versions}
 
 
@@ -455,7 +456,7 @@ def child_loader_tutorial(framework: str, source: Path, quick: bool) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         count = _tutorial_jpegs(source, Path(folder), sizes["tutorial_images"])
         loader = DataLoader(ImageFolder(Path(folder)), batch_size=params.train.batch_size, shuffle=True, drop_last=True,
-                            num_workers=min(4, len(os.sched_getaffinity(0))), generator=torch.Generator().manual_seed(0))
+                            num_workers=min(4, available_cores()), generator=torch.Generator().manual_seed(0))
         times = []
         for _ in range(sizes["epochs"]):
             started = time.perf_counter()

@@ -8,6 +8,7 @@ import yaml
 
 from conftest import ROOT
 from dlcompare import speed
+from dlcompare.machine import machine
 from dlcompare.errors import UserError
 
 
@@ -24,7 +25,7 @@ def test_rounds_rotate_the_order_so_every_framework_takes_every_position(monkeyp
     assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     positions = rounds.groupby("label")["position"].apply(sorted).to_dict()
     assert positions == {name: [0, 1, 2] for name in names}
-    assert set(rounds["host"]) == {speed.machine()["host"]}
+    assert set(rounds["host"]) == {machine()["host"]}
 
 
 def rounds_table(values: dict[str, list[float]], hosts=None) -> pd.DataFrame:

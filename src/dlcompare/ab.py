@@ -37,7 +37,8 @@ import yaml
 from dlcompare.atomic import write_json
 from dlcompare.errors import UserError
 from dlcompare.frameworks import REGISTRY
-from dlcompare.speed import machine, one_round
+from dlcompare.machine import machine
+from dlcompare.speed import one_round
 
 SIDES = ("A", "B")
 PROJECT_FILES = ("src", "params.yaml", "frameworks.lock")

@@ -29,6 +29,7 @@ from dlcompare.data.images import BadImage, decode_image
 from dlcompare.data.split import assign_splits
 from dlcompare.errors import UserError
 from dlcompare.lifetime import die_with_parent
+from dlcompare.machine import available_cores
 from dlcompare.params import PrepareParams
 
 SPLITS = ("train", "val", "test")
@@ -154,7 +155,7 @@ def prepare(raw: Path, out_dir: Path, metrics_path: Path, params: PrepareParams)
         np.lib.format.open_memmap(pixels_path, mode="w+", dtype=np.uint8, shape=shape).flush()
         todo = [(i, row["path"]) for i, row in enumerate(rows) if not row["reason"]]
         chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
-        workers = params.workers or len(os.sched_getaffinity(0))
+        workers = params.workers or available_cores()
         init = (str(source_path), str(pixels_path), shape, size, params.resize, params.max_pixels)
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=init) as pool, tqdm(
             total=len(todo), desc="prepare", unit="img", disable=None

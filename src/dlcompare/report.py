@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dlcompare.atomic import write_text
 from dlcompare.frameworks import REGISTRY
+from dlcompare.machine import available_cores, cpu_model
 from dlcompare.plots import PHASE_LABELS, PHASES
 from dlcompare import architectures, stats
 
@@ -52,16 +53,6 @@ def _runtime(name: str, entry: dict) -> str:
     versions = ", ".join(f"{package} {version}" for package, version in entry["versions"].items())
     return (f"{versions}; threads intra-op {r['intra_op']}, inter-op {r['inter_op']}, GPUs {r['gpus']}, "
             f"bitwise deterministic {'yes' if r['deterministic'] else 'no'}")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _speed(per_framework: dict, pairs: dict, figure: str) -> list[str]:
@@ -169,7 +160,7 @@ def write_report(path: Path, result: dict, data: dict, params, figures_dir: Path
         f"schedule towards {t.min_learning_rate}, β1 {t.adam_beta_1}, β2 {t.adam_beta_2}, ε {t.adam_epsilon}), augmentation: "
         f"{'horizontal flip, ' if t.augment.flip else ''}shift up to {t.augment.shift:.0%}; seeds {list(result['seeds'])}; "
         "identical initial weights and batches for every framework.",
-        f"- **Platform** (of `compare`): {_cpu()}, {os.cpu_count()} cores; {_versions()}. Speed rounds ran on "
+        f"- **Platform** (of `compare`): {cpu_model()}, {available_cores()} cores; {_versions()}. Speed rounds ran on "
         f"{design['machine']['cpu']}, {design['machine']['cores']} cores (host {design['machine']['host']}); "
         f"{design['rounds']} rounds of {design['train_images']:,} training images × {design['timed_epochs']} timed "
         f"epoch(s) after a warm-up epoch, {design['inference_images']:,} test images per batched pass, "

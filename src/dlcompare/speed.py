@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import hashlib
-import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +30,7 @@ import pandas as pd
 from dlcompare import stats
 from dlcompare.atomic import write_json, write_text
 from dlcompare.errors import UserError
+from dlcompare.machine import machine
 from dlcompare.params import Params, load_params
 
 FIGURES = {  # figure -> (what the sentences call it, higher is better)
@@ -40,18 +38,6 @@ FIGURES = {  # figure -> (what the sentences call it, higher is better)
     "inference_images_per_s": ("batched inference", True),
     "latency_ms": ("single-image latency", False),
 }
-
-
-def machine() -> dict:
-    """What a round ran on: speed samples from different machines are never pooled."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"host": hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12], "cpu": cpu,
-            "cores": os.cpu_count()}
 
 
 def measure(framework: str, params: Params, prepared: Path) -> dict:

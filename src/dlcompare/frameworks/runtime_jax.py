@@ -12,12 +12,13 @@ import os
 import random
 
 import numpy as np
+from dlcompare.machine import available_cores
 
 JIT_COMPILE = True  # JAX is XLA; Keras on JAX without jit would run op by op
 
 
 def _threads(threads: int) -> int:
-    return threads or len(os.sched_getaffinity(0))
+    return threads or available_cores()
 
 
 def before_import(threads: int) -> None:

@@ -13,6 +13,7 @@ import random
 import numpy as np
 
 from dlcompare.frameworks import native_stderr_hidden
+from dlcompare.machine import available_cores
 
 JIT_COMPILE = False  # XLA: see above
 
@@ -32,7 +33,7 @@ def configure(threads: int, seed: int) -> dict:
     np.random.seed(seed)
     tf.random.set_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    cores = len(os.sched_getaffinity(0))
+    cores = available_cores()
     with native_stderr_hidden():  # the first device query logs a failed cuInit on machines without a GPU
         gpus = len(tf.config.list_physical_devices("GPU"))
     return {

@@ -12,6 +12,8 @@ import random
 
 import numpy as np
 
+from dlcompare.machine import available_cores
+
 JIT_COMPILE = False  # torch.compile: docs/performance.md
 
 
@@ -47,7 +49,7 @@ def configure(threads: int, seed: int) -> dict:
     """Threads, seeds and deterministic algorithms; 0 threads = one per available core."""
     import torch
 
-    cores = len(os.sched_getaffinity(0))
+    cores = available_cores()
     torch.set_num_threads(threads or cores)
     try:
         torch.set_num_interop_threads(threads or cores)
