@@ -17,6 +17,9 @@ import pytest
 
 from conftest import BIN, env_with_venv, make_dvc_project, run_tool, small_kaggle_zip
 
+# pytest-xdist runs this module on one worker, so its S3 server and two-node Ray cluster is built once.
+pytestmark = pytest.mark.xdist_group("cluster")
+
 MATRIX = {
     "prepare": {"image_size": 32},
     "model": {"plain_cnn": {"filters": [8, 16]}},

@@ -13,6 +13,9 @@ import pytest
 
 from conftest import make_dvc_project, run_cli, run_tool, small_kaggle_zip
 
+# pytest-xdist runs this module on one worker, so its trained and compared project is built once.
+pytestmark = pytest.mark.xdist_group("compare")
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = ("accuracy", "pairs", "time_breakdown", "curves", "throughput_memory", "confusion")
 

@@ -17,6 +17,9 @@ import pytest
 
 from conftest import PETIMAGES_MINI, ROOT, TINY_TRAINING, make_dvc_project, merge_dicts, run_tool
 
+# pytest-xdist runs this module on one worker, so its torch-only virtual environment is built once.
+pytestmark = pytest.mark.xdist_group("extras")
+
 
 @pytest.fixture(scope="module")
 def torch_only_venv(tmp_path_factory):

@@ -13,6 +13,9 @@ from conftest import make_dvc_project, run_cli, run_tool, small_kaggle_zip
 from dlcompare import review
 from dlcompare.errors import UserError
 
+# pytest-xdist runs this module on one worker, so its committed base project is built once.
+pytestmark = pytest.mark.xdist_group("review")
+
 
 @pytest.fixture(scope="module")
 def reviewed_project(tmp_path_factory):
