@@ -23,464 +23,35 @@ Measures, on this machine and in this run:
 
 Each framework runs in its own process, so memory figures are its own. Every figure is a median over
 repeated measurements after a warm-up; the table says how many. `--quick` uses tiny sizes (for tests).
+
+This file is the command line and the table; the measurements live beside it: common.py (paths, sizes, model
+scales, the machine), ceiling.py (GEMM and prepare), harness.py (one framework's child process) and tutorials.py
+(the tutorial pipelines). layers.py, calibration.py, speed_aa.py and ab_aa.py are the other benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
-import platform
-import resource
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from datetime import date
-from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-
-from dlcompare.frameworks import NAMES
-from dlcompare.machine import available_cores, cpu_model
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_ZIP = ROOT.parent / "shared" / "datasets" / "dogs-vs-cats-train-10k.zip"
-FRAMEWORKS = NAMES
-FULL_DATASET = 25_000
-
-
-def settings(quick: bool, frameworks: list[str]):
-    """Params for the run (the project's defaults, or tiny ones for --quick) and the benchmark's sizes.
-
-    Only the measured frameworks need to be installed (a GPU machine may have PyTorch and JAX alone).
-    """
-    from dlcompare.params import load_params
-
-    params = load_params(ROOT / "params.yaml", frameworks)
-    if not quick:
-        return params, {"train_images": 2048, "epochs": 6, "scale_epochs": 6, "prepare_repeats": 3, "gemm_n": 2048, "gemm_repeats": 5,
-                        "latency_runs": 50, "tutorial_images": 2048, "full_dataset": FULL_DATASET}
-    params = params.model_copy(update={
-        "prepare": params.prepare.model_copy(update={"image_size": 32}),
-        "model": params.model.model_copy(update={
-            "plain_cnn": params.model.plain_cnn.model_copy(update={"filters": [8, 16]}),
-            "resnet": params.model.resnet.model_copy(update={"stem_width": 8, "widths": [8, 16], "blocks_per_stage": 1})}),
-        "train": params.train.model_copy(update={"batch_size": 16}),
-    })
-    return params, {"train_images": 128, "epochs": 3, "scale_epochs": 2, "prepare_repeats": 1, "gemm_n": 256, "gemm_repeats": 2,
-                    "latency_runs": 5, "tutorial_images": 64, "full_dataset": 512}
-
-
-# The ranking at two model scales: the plain CNN, and the residual network at its widths and at four times them.
-SCALES = {"plain_cnn": ("plain_cnn", 1), "resnet": ("resnet", 1), "resnet x4": ("resnet", 4)}
-
-
-def at_scale(params, preset: str, width: int = 1):
-    """params with model.preset = `preset`, the residual network's widths (stem included) times `width`."""
-    model = params.model.model_copy(update={"preset": preset})
-    if width != 1:
-        resnet = model.resnet
-        model = model.model_copy(update={"resnet": resnet.model_copy(update={
-            "stem_width": resnet.stem_width * width, "widths": [w * width for w in resnet.widths]})})
-    return params.model_copy(update={"model": model})
-
-
-# ---------------------------------------------------------------- measured in the parent process
-
-def machine() -> dict:
-    try:
-        memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):  # no sysconf (Windows)
-        memory_gb = None
-    versions = {}
-    for name in ("tensorflow", "keras", "torch", "jax", "numpy", "pillow", "dvc"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return {"cpu": cpu_model(), "cores": available_cores(), "memory_gb": memory_gb,
-            "python": platform.python_version(), "versions": versions}
-
-
-def _best_seconds(run, repeats: int) -> float:
-    run()  # warm-up (and compilation)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
-GPU_GEMM_N = 8192  # a GPU reaches its peak only on large matrices (at 2048 an H200 gives a tenth of it)
-
-
-def engine_gemm_gflops(engine: str, n: int, repeats: int) -> tuple[float, dict]:
-    """float32 n x n matrix multiply through `engine`'s own kernels, on the device it trains on; best of `repeats`.
-
-    Measured in the framework's child process, after its runtime has set the thread pools training uses, so that a
-    GPU machine without TensorFlow measures its own ceiling too. Each engine keeps its default float32 precision,
-    the one training uses; on NVIDIA GPUs that may be TF32, recorded as `float32_precision`.
-    """
-    from dlcompare.frameworks import runtime
-
-    settings_used = runtime(engine).configure(0, 0)
-    if engine == "tensorflow":
-        import tensorflow as tf
-
-        devices = [device.name for device in tf.config.list_physical_devices("GPU")]
-        n = max(n, GPU_GEMM_N) if devices else n
-        a, b = tf.random.uniform((n, n)), tf.random.uniform((n, n))
-        matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
-        seconds = _best_seconds(lambda: matmul(a, b).numpy(), repeats)
-        precision = f"TF32 {'allowed' if tf.config.experimental.tensor_float_32_execution_enabled() else 'off'}"
-    elif engine == "torch":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        devices = [torch.cuda.get_device_name()] if device == "cuda" else []
-        n = max(n, GPU_GEMM_N) if devices else n
-        a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
-        seconds = _best_seconds(lambda: float((a @ b).sum()), repeats)
-        precision = (f"matmul {torch.get_float32_matmul_precision()} ('highest' is float32), cuDNN convolutions TF32 "
-                     f"{'allowed' if torch.backends.cudnn.allow_tf32 else 'off'}")
-    else:
-        import jax
-        import jax.numpy as jnp
-
-        devices = [str(d) for d in jax.devices() if d.platform != "cpu"]
-        n = max(n, GPU_GEMM_N) if devices else n
-        a = jax.random.uniform(jax.random.key(0), (n, n))
-        b = jax.random.uniform(jax.random.key(1), (n, n))
-        matmul = jax.jit(lambda x, y: jnp.sum(x @ y))
-        seconds = _best_seconds(lambda: float(matmul(a, b)), repeats)
-        precision = f"jax_default_matmul_precision {jax.config.jax_default_matmul_precision or 'unset (TF32 on NVIDIA GPUs)'}"
-    return 2 * n**3 / seconds / 1e9, {**settings_used, "gpu_names": devices, "gemm_n": n, "float32_precision": precision}
-
-
-def prepare_rate(source: Path, params, repeats: int, out: Path) -> float:
-    from dlcompare.prepare import prepare
-
-    rates = []
-    for attempt in range(repeats):
-        target = out / "prepared" if attempt == repeats - 1 else out / f"scratch{attempt}"
-        rates.append(prepare(source, target, out / "data.json", params.prepare)["images_per_s"])
-    return statistics.median(rates)
-
-
-# ---------------------------------------------------------------- one framework, in a child process
-
-def _epoch_rates(seconds: list[float], images: int) -> tuple[float, float]:
-    """(steady-state images/s = images / median of the steady epochs, first-epoch overhead in s)."""
-    from dlcompare.train import steady_epochs  # the pipeline's rule, so bench and train metrics agree
-
-    steady = statistics.median(steady_epochs(seconds))
-    return images / steady, seconds[0] - steady
-
-
-def _rate_range(seconds: list[float], images: int) -> list[float]:
-    """[slowest, fastest] images/s over the steady epochs: the spread around `_epoch_rates`' median."""
-    from dlcompare.train import steady_epochs
-
-    steady = steady_epochs(seconds)
-    return [images / max(steady), images / min(steady)]
-
-
-def _epoch_timer(times: list):
-    import keras
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.started)
-
-    return Timer()
-
-
-def bare_steps(implementation, x, y, batch_size, epochs) -> list[float]:
-    """The framework's one-step function (the equivalence tests' adapter) over batches made in advance."""
-    batches = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x) - batch_size + 1, batch_size)]
-    times = []
-    for _ in range(epochs):
-        started = time.perf_counter()
-        for images, labels in batches:
-            implementation.train_batch(images, labels, 1e-3)
-        implementation.weights()  # waits for frameworks that dispatch asynchronously (JAX)
-        times.append(time.perf_counter() - started)
-    return times
-
-
-def own_loop_seconds(implementation, x, y, x_val, y_val) -> tuple[list[float], int]:
-    """Training seconds of each epoch of the framework's own loop (`fit`), and the images per epoch."""
-    from dlcompare.batches import TrainBatches
-    from dlcompare.frameworks.base import TrainingSession
-
-    train = implementation.train
-    batches = TrainBatches(x, y, train.batch_size, seed=0, flip=train.augment.flip, shift=train.augment.shift)
-    with tempfile.TemporaryDirectory() as checkpoints:
-        session = TrainingSession(train=train, seed=0, batches=batches, val_x=x_val[:256], val_y=y_val[:256],
-                                  checkpoint_dir=Path(checkpoints))
-        implementation.fit(session)
-    return [session.history[e]["train_seconds"] for e in range(train.epochs)], batches.steps * batches.batch_size
-
-
-def scale_figures(module, params, sizes: dict, scale: str, train_data, val_data) -> dict:
-    """Training images/s of the framework's own loop on one of SCALES' models, with as many FLOPs per epoch as
-    the plain CNN's measurement (fewer images for a costlier model, at least four batches)."""
-    from dlcompare import architectures
-
-    plain = architectures.from_params(at_scale(params, "plain_cnn"))
-    params = at_scale(params, *SCALES[scale])
-    spec, batch = architectures.from_params(params), params.train.batch_size
-    count = max(4 * batch, sizes["train_images"] * plain.flops_per_image() // spec.flops_per_image() // batch * batch)
-    implementation = module.Implementation(spec, params.train.model_copy(update={"epochs": sizes["scale_epochs"]}), seed=0)
-    implementation.build(spec.initial_weights(0))
-    (x, y), (x_val, y_val) = train_data, val_data
-    seconds, images = own_loop_seconds(implementation, x[:count], y[:count], x_val, y_val)
-    return scale_record(spec, seconds, images, sizes["scale_epochs"] - 1)
-
-
-def scale_record(spec, seconds: list[float], images: int, epochs_timed: int) -> dict:
-    rate, _ = _epoch_rates(seconds, images)
-    return {"images_per_s": rate, "images_per_s_range": _rate_range(seconds, images), "images": images,
-            "gflops": 3 * spec.flops_per_image() * rate / 1e9, "flops_per_image": spec.flops_per_image(),
-            "params": spec.parameter_count(), "epochs_timed": epochs_timed}
-
-
-def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
-    """Training, bare-loop and inference figures of one framework, and its engine's GEMM ceiling."""
-    from dlcompare import frameworks, architectures
-    from dlcompare.batches import EvalBatches, to_float
-    from dlcompare.evaluate import latency_ms
-    from dlcompare.prepared import load_split
-
-    params, sizes = settings(quick, [framework])
-    spec = architectures.from_params(params)
-    train = params.train.model_copy(update={"epochs": sizes["epochs"]})
-    x, y = load_split(prepared, "train")
-    x, y = x[: sizes["train_images"]], y[: sizes["train_images"]]
-    x_val, y_val = load_split(prepared, "val")
-    module = frameworks.load(framework)
-    engine = frameworks.REGISTRY[framework].runtime
-    gemm, engine_settings = engine_gemm_gflops(engine, sizes["gemm_n"], sizes["gemm_repeats"])
-
-    implementation = module.Implementation(spec, train, seed=0)
-    implementation.build(spec.initial_weights(0))
-    harness_seconds, images = own_loop_seconds(implementation, x, y, x_val, y_val)
-    ours, first_overhead = _epoch_rates(harness_seconds, images)
-
-    bare = module.Implementation(spec, train, seed=0)
-    bare.build(spec.initial_weights(0))
-    x_float = to_float(x[:images])
-    y_float = y[:images].astype(np.float32)[:, None]
-    bare_seconds = bare_steps(bare, x_float, y_float, train.batch_size, train.epochs)
-    bare_rate, _ = _epoch_rates(bare_seconds, images)
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # training's (Keras' saving imports TensorFlow)
-
-    with tempfile.TemporaryDirectory() as scratch:
-        implementation.save(Path(scratch) / "model")
-        predict = module.load_predictor(Path(scratch) / "model")
-        x_test, _ = load_split(prepared, "test")
-        eval_batches = EvalBatches(x_test, None, params.evaluate.batch_size)
-        predict(eval_batches.batch(0))
-        rates = []
-        for _ in range(3):
-            started = time.perf_counter()
-            for images_batch in eval_batches:
-                predict(images_batch)
-            rates.append(len(x_test) / (time.perf_counter() - started))
-        latencies = latency_ms(predict, to_float(x_test[:1]), sizes["latency_runs"])
-        p50, p95 = statistics.median(latencies), float(np.percentile(latencies, 95))
-
-    # The same framework at the other scales, after the figures above (the peak memory is training's at the first).
-    scales = {}
-    for scale, model in SCALES.items():
-        if model == (spec.preset, 1):
-            scales[scale] = scale_record(spec, harness_seconds, images, train.epochs - 1)
-        else:
-            scales[scale] = scale_figures(module, params, sizes, scale, load_split(prepared, "train"), (x_val, y_val))
-    flops = spec.flops_per_image()
-    return {
-        "scales": scales,
-        "engine": {"name": engine, "gemm_gflops": gemm, **engine_settings},
-        "train": {
-            "images_per_s": ours, "bare_images_per_s": bare_rate, "first_epoch_overhead_s": first_overhead,
-            "images_per_s_range": _rate_range(harness_seconds, images), "bare_images_per_s_range": _rate_range(bare_seconds, images),
-            "peak_rss_mb": peak_rss_mb,
-            "gflops": 3 * flops * ours / 1e9, "flops_per_image": flops, "epochs_timed": train.epochs - 1,
-        },
-        "inference": {"latency_ms_p50": p50, "latency_ms_p95": p95, "images_per_s": statistics.median(rates),
-                      "batch_size": params.evaluate.batch_size},
-    }
-
-
-def child_memory(framework: str, prepared: Path, quick: bool) -> dict:
-    """Peak memory of one training epoch over a full-size dataset, memory-mapped as `train` reads it."""
-    from dlcompare import frameworks, architectures
-    from dlcompare.batches import TrainBatches
-    from dlcompare.frameworks.base import TrainingSession
-    from dlcompare.prepared import load_split
-
-    params, sizes = settings(quick, [framework])
-    spec = architectures.from_params(params)
-    train = params.train.model_copy(update={"epochs": 1})
-    real, labels = load_split(prepared, "train")
-    n, size = sizes["full_dataset"], params.prepare.image_size
-    with tempfile.TemporaryDirectory() as scratch:
-        # As large as the full download's training split would be, filled by repeating the real photos.
-        big = np.lib.format.open_memmap(Path(scratch) / "x.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
-        for start in range(0, n, len(real)):
-            big[start : start + len(real)] = real[: n - start]
-        big.flush()
-        del big
-        x = np.load(Path(scratch) / "x.npy", mmap_mode="r")
-        y = np.resize(labels, n)
-        implementation = frameworks.load(framework).Implementation(spec, train, seed=0)
-        implementation.build(spec.initial_weights(0))
-        x_val, y_val = load_split(prepared, "val")
-        session = TrainingSession(train=train, seed=0, batches=TrainBatches(x, y, train.batch_size, seed=0),
-                                  val_x=x_val, val_y=y_val, checkpoint_dir=Path(scratch))
-        implementation.fit(session)
-    return {"images": n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-def _tutorial_jpegs(source: Path, folder: Path, count: int) -> int:
-    """<folder>/<class>/<name>.jpg at the original downloads' size: the shared 200x200 copies re-encoded at 500x375."""
-    from PIL import Image
-
-    with zipfile.ZipFile(source) as archive:
-        names = [n for n in archive.namelist() if n.endswith(".jpg")]
-        chosen = [n for n in names if n.split("/")[-1].startswith("cat.")][: count // 2] + \
-                 [n for n in names if n.split("/")[-1].startswith("dog.")][: count // 2]
-        for name in chosen:
-            label, file = name.split("/")[-1].split(".")[0], name.split("/")[-1]
-            (folder / label).mkdir(exist_ok=True)
-            Image.open(io.BytesIO(archive.read(name))).convert("RGB").resize((500, 375)).save(folder / label / file, quality=90)
-    return len(chosen)
-
-
-JPEG_SIZE = "500x375, re-encoded from the shared 200x200 images"
-
-
-def child_tutorial(framework: str, source: Path, quick: bool) -> dict:
-    """The keras-io "Image classification from scratch" pipeline, on JPEG files of the original size, on the
-    Keras backend `framework` runs on (tensorflow's users would start from the same page, on TensorFlow)."""
-    from dlcompare import frameworks, architectures
-
-    params, sizes = settings(quick, [framework])
-    frameworks.load(framework, params.train.threads)  # sets KERAS_BACKEND before Keras is imported
-    frameworks.runtime(frameworks.REGISTRY[framework].runtime).configure(params.train.threads, 0)
-    import keras
-    import tensorflow as tf  # image_dataset_from_directory returns a tf.data pipeline on every backend
-
-    from dlcompare.frameworks.keras_fw import build_model
-
-    size = params.prepare.image_size
-    with tempfile.TemporaryDirectory() as folder:
-        count = _tutorial_jpegs(source, Path(folder), sizes["tutorial_images"])
-        dataset = keras.utils.image_dataset_from_directory(
-            folder, image_size=(size, size), batch_size=params.train.batch_size, label_mode="binary", seed=0,
-            verbose=False)
-        shift = params.train.augment.shift
-        # As keras-io does: each augmentation layer called in the tf.data map (a Sequential there works on
-        # TensorFlow only; a single preprocessing layer switches to TensorFlow inside tf.data on every backend).
-        augmentation = [keras.layers.RandomFlip("horizontal"), keras.layers.RandomTranslation(shift, shift)]
-
-        def augment(images):
-            for layer in augmentation:
-                images = layer(images)
-            return images
-
-        dataset = dataset.map(lambda x, y: (augment(x) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
-        dataset = dataset.prefetch(tf.data.AUTOTUNE)
-        model = build_model(architectures.from_params(params))
-        model.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate), loss="binary_crossentropy",
-                      metrics=["accuracy"])
-        times: list[float] = []
-        model.fit(dataset, epochs=sizes["epochs"], verbose=0, callbacks=[_epoch_timer(times)])
-    rate, _ = _epoch_rates(times, count)
-    return {"tutorial_images_per_s": rate, "images": count, "jpeg_size": JPEG_SIZE,
-            "pipeline": f"keras-io on Keras' {keras.backend.backend()} backend: image_dataset_from_directory, "
-                        "augmentation layers in a tf.data map, prefetch; fit"}
-
-
-def child_loader_tutorial(framework: str, source: Path, quick: bool) -> dict:
-    """The PyTorch tutorial pipeline (ImageFolder + DataLoader with PIL transforms) feeding `framework`'s own step.
-
-    PyTorch's tutorials and JAX's ("training with PyTorch data loading") both read images this way. torchvision
-    itself is not used: its PyPI wheels need a CUDA build of torch, and the CPU build is what runs here, so its
-    ImageFolder and the three transforms are written out with PIL below, doing the same work per image.
-    """
-    import random
-
-    from PIL import Image
-
-    from dlcompare import frameworks, architectures
-    from dlcompare.batches import to_float
-
-    params, sizes = settings(quick, [framework])
-    module = frameworks.load(framework, params.train.threads)
-    import torch
-    from torch.utils.data import DataLoader, Dataset
-
-    size, shift = params.prepare.image_size, params.train.augment.shift
-
-    class ImageFolder(Dataset):
-        def __init__(self, root: Path):
-            self.classes = sorted(p.name for p in root.iterdir())
-            self.samples = [(path, index) for index, name in enumerate(self.classes) for path in sorted((root / name).iterdir())]
-
-        def __len__(self):
-            return len(self.samples)
-
-        def __getitem__(self, i):
-            path, label = self.samples[i]
-            image = Image.open(path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)  # Resize
-            if random.random() < 0.5:  # RandomHorizontalFlip
-                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            dx, dy = (round(random.uniform(-shift, shift) * size) for _ in range(2))  # RandomAffine(translate)
-            image = image.transform(image.size, Image.Transform.AFFINE, (1, 0, -dx, 0, 1, -dy))
-            return np.asarray(image), label
-
-    spec = architectures.from_params(params)
-    implementation = module.Implementation(spec, params.train, seed=0)
-    implementation.build(spec.initial_weights(0))
-    with tempfile.TemporaryDirectory() as folder:
-        count = _tutorial_jpegs(source, Path(folder), sizes["tutorial_images"])
-        loader = DataLoader(ImageFolder(Path(folder)), batch_size=params.train.batch_size, shuffle=True, drop_last=True,
-                            num_workers=min(4, available_cores()), generator=torch.Generator().manual_seed(0))
-        times = []
-        for _ in range(sizes["epochs"]):
-            started = time.perf_counter()
-            for images, labels in loader:
-                implementation.train_batch(to_float(images.numpy()), labels.numpy().astype(np.float32)[:, None],
-                                           params.train.learning_rate)
-            implementation.weights()  # waits for frameworks that dispatch asynchronously (JAX)
-            times.append(time.perf_counter() - started)
-    images_per_epoch = count - count % params.train.batch_size
-    rate, _ = _epoch_rates(times, images_per_epoch)
-    return {"tutorial_images_per_s": rate, "images": images_per_epoch, "jpeg_size": JPEG_SIZE,
-            "pipeline": "PyTorch tutorial: ImageFolder + DataLoader (PIL resize, flip, translate), the framework's step"}
-
-
-# The tutorial a user of each framework would start from: (kind of child, name in the results, framework it runs as).
-TUTORIAL_OF = {"keras": ("tutorial", "keras-io", "keras"), "tensorflow": ("tutorial", "keras-io", "keras"),
-               "keras-jax": ("tutorial", "keras-io-jax", "keras-jax"),
-               "keras-torch": ("tutorial", "keras-io-torch", "keras-torch"),
-               "pytorch": ("loader", "pytorch", "pytorch"), "jax": ("loader", "jax", "jax")}
+from ceiling import prepare_rate
+from dlcompare.frameworks import REGISTRY
+
+from common import FRAMEWORK_PACKAGES, FRAMEWORKS, ROOT, SCALES, SHARED_ZIP, machine, settings
+from harness import child_framework, child_memory
+from tutorials import child_loader_tutorial, child_tutorial
 
 
 def frameworks_imported() -> list[str]:
-    """Which deep-learning frameworks this process has imported (a GPU machine may have only some)."""
-    return sorted(name for name in ("tensorflow", "keras", "torch", "jax") if name in sys.modules)
+    """Which registered frameworks' packages this process has imported (a GPU machine may have only some)."""
+    return [name for name in FRAMEWORK_PACKAGES if name in sys.modules]
 
 
 def run_child(quick: bool, *args: str) -> dict:
@@ -508,7 +79,7 @@ def main() -> None:
     if args.child:
         kind, name, path = args.child
         work = {"framework": child_framework, "memory": child_memory}
-        work.update(tutorial=child_tutorial, loader=child_loader_tutorial)
+        work.update({"keras-io": child_tutorial, "torch-loader": child_loader_tutorial})  # Tutorial.pipeline
         result = work[kind](name, Path(path), args.quick)
         print(json.dumps({**result, "frameworks_imported": frameworks_imported()}))
         return
@@ -559,9 +130,9 @@ def main() -> None:
             cell["fraction_of_gemm"] = cell["gflops"] / results["gemm_gflops"]
         results["tutorials"] = {}
         for framework in chosen:
-            kind, name, runs_as = TUTORIAL_OF[framework]
+            pipeline, name, runs_as = REGISTRY[framework].tutorial
             if name not in results["tutorials"]:  # keras and tensorflow share the keras-io run on TensorFlow
-                results["tutorials"][name] = run_child(args.quick, kind, runs_as, str(args.source))
+                results["tutorials"][name] = run_child(args.quick, pipeline, runs_as, str(args.source))
             tutorial = results["tutorials"][name]
             train = results["train"][framework]
             train["tutorial_images_per_s"] = tutorial["tutorial_images_per_s"]

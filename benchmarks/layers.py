@@ -1,7 +1,8 @@
 """Why a framework's training stays below the GEMM ceiling: its convolutions, layer by layer.
 
-`python benchmarks/layers.py [--engines torch,jax] [--preset resnet] [--quick]` measures, for each engine (TensorFlow, PyTorch,
-JAX) in its own process, with the thread settings training uses, at the training batch size and image size:
+`python benchmarks/layers.py [--engines torch,jax] [--preset resnet] [--quick]` measures, for each engine (the
+registry's runtimes: TensorFlow, PyTorch, JAX) in its own process, with the thread settings training uses, at the
+training batch size and image size (the probes are each runtime's `gemm_probe` and `convolution_timers`):
 
   gemm_gflops     float32 GEMM through the engine (bench.py's measurement, same device); fractions are of the
                   fastest engine's figure, the machine's ceiling as in bench.py
@@ -31,11 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from dlcompare.architectures import PRESETS
+from dlcompare.frameworks import ENGINES, missing_packages, native_framework
 
-from bench import ROOT, at_scale, engine_gemm_gflops, settings
-
-FRAMEWORK_OF_ENGINE = {"tensorflow": "tensorflow", "torch": "pytorch", "jax": "jax"}
-
+from ceiling import engine_gemm_gflops
+from common import ROOT, at_scale, settings
 
 def timed(run, repeats: int) -> dict:
     """Median and interquartile range, in ms, of `repeats` calls after three warm-up calls."""
@@ -50,92 +50,11 @@ def timed(run, repeats: int) -> dict:
     return {"median_ms": float(median), "iqr_ms": [float(q1), float(q3)]}
 
 
-def torch_convolutions(spec, batch: int):
-    """(forward, forward + backward) callables per conv layer, in PyTorch's channels_last layout as trained."""
-    import torch
-    import torch.nn.functional as F
-
-    from dlcompare.frameworks.runtime_torch import device
-
-    where = device()
-    sync = torch.cuda.synchronize if where.type == "cuda" else (lambda: None)
-    layers = {}
-    for index, c in enumerate(spec.convs()):
-        def tensor(*shape):
-            return torch.rand(*shape, device=where).to(memory_format=torch.channels_last)
-
-        k, size = c.kernel_size, c.input_size
-        x, w = tensor(batch, c.in_channels, size, size), tensor(c.out_channels, c.in_channels, k, k)
-        g = tensor(batch, c.out_channels, c.output_size, c.output_size)
-        wrt = [w.requires_grad_()] + ([x.requires_grad_()] if index else [])
-
-        def forward(x=x, w=w, c=c):
-            with torch.no_grad():
-                F.conv2d(x, w, stride=c.stride, padding=c.padding)
-            sync()
-
-        def train(x=x, w=w, g=g, wrt=wrt, c=c):
-            torch.autograd.grad(F.conv2d(x, w, stride=c.stride, padding=c.padding), wrt, g)
-            sync()
-
-        layers[c.name] = (forward, train)
-    return layers
-
-
-def tensorflow_convolutions(spec, batch: int):
-    import tensorflow as tf
-
-    layers = {}
-    for index, c in enumerate(spec.convs()):
-        # As tensorflow_fw pads: "SAME" at stride 1 (its fast path), explicit where "SAME" would pad one side only.
-        k, p = c.kernel_size, "SAME" if c.stride == 1 else [[0, 0], [c.padding, c.padding], [c.padding, c.padding], [0, 0]]
-        x, w = tf.random.uniform((batch, c.input_size, c.input_size, c.in_channels)), tf.random.uniform((k, k, c.in_channels, c.out_channels))
-        g = tf.random.uniform((batch, c.output_size, c.output_size, c.out_channels))
-        forward = tf.function(lambda x=x, w=w, c=c, p=p: tf.nn.conv2d(x, w, c.stride, p))
-
-        @tf.function
-        def train(x=x, w=w, g=g, first=index == 0, c=c, p=p):
-            with tf.GradientTape() as tape:
-                tape.watch([x, w])
-                y = tf.nn.conv2d(x, w, c.stride, p)
-            return tape.gradient(y, [w] if first else [w, x], output_gradients=g)
-
-        layers[c.name] = (forward, train)
-    return layers
-
-
-def jax_convolutions(spec, batch: int):
-    """jax_fw's own conv, jitted alone."""
-    from functools import partial
-
-    import jax
-
-    from dlcompare.frameworks.jax_fw import conv
-
-    layers, keys = {}, iter(jax.random.split(jax.random.key(0), 3 * len(spec.convs())))
-    for index, c in enumerate(spec.convs()):
-        k, unit = c.kernel_size, partial(conv, c=c)
-        x = jax.random.uniform(next(keys), (batch, c.input_size, c.input_size, c.in_channels))
-        w = jax.random.uniform(next(keys), (k, k, c.in_channels, c.out_channels))
-        g = jax.random.uniform(next(keys), (batch, c.output_size, c.output_size, c.out_channels))
-        forward = jax.jit(unit)
-        if index:
-            train = jax.jit(lambda x, w, g, unit=unit: jax.vjp(unit, x, w)[1](g))
-        else:
-            train = jax.jit(lambda x, w, g, unit=unit: jax.vjp(lambda w: unit(x, w), w)[1](g))
-        layers[c.name] = (lambda f=forward, x=x, w=w: jax.block_until_ready(f(x, w)),
-                          lambda f=train, x=x, w=w, g=g: jax.block_until_ready(f(x, w, g)))
-    return layers
-
-
-CONVOLUTIONS = {"torch": torch_convolutions, "tensorflow": tensorflow_convolutions, "jax": jax_convolutions}
-
-
 def child(engine: str, preset: str, quick: bool) -> dict:
     from dlcompare import frameworks, architectures
     from dlcompare.batches import TrainBatches
 
-    framework = FRAMEWORK_OF_ENGINE[engine]
+    framework = native_framework(engine)
     params, sizes = settings(quick, [framework])
     params = at_scale(params, preset or params.model.preset)
     module = frameworks.load(framework, params.train.threads)
@@ -144,10 +63,10 @@ def child(engine: str, preset: str, quick: bool) -> dict:
     gemm, engine_settings = engine_gemm_gflops(engine, sizes["gemm_n"], sizes["gemm_repeats"])
 
     layers, conv_ms = {}, 0.0
-    timers = CONVOLUTIONS[engine](spec, batch).values()
+    timers = frameworks.runtime(engine).convolution_timers(spec, batch).values()
     for index, (c, (forward, train)) in enumerate(zip(spec.convs(), timers)):
         flops = batch * c.flops  # forward; backward: one more per gradient
-        passes = 3 if index else 2  # the first layer's input needs no gradient, as the timers above
+        passes = 3 if index else 2  # the first layer's input needs no gradient (the runtimes' convolution_timers)
         shape = f"{c.kernel_size}x{c.kernel_size}/{c.stride} {c.input_size}x{c.input_size}x{c.in_channels} -> {c.out_channels}"
         layer = {"shape": shape, "forward": timed(forward, repeats),
                  "forward_backward": timed(train, repeats)}
@@ -175,11 +94,9 @@ def child(engine: str, preset: str, quick: bool) -> dict:
 
 
 def main() -> None:
-    import importlib.util
-
     parser = argparse.ArgumentParser(description="per-layer convolution timings (see the module docstring)")
     parser.add_argument("--engines", type=lambda text: text.split(","), default=None,
-                        help="comma-separated subset of tensorflow,torch,jax (default: those installed)")
+                        help=f"comma-separated subset of {','.join(ENGINES)} (default: those installed)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (tests); the numbers mean nothing")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for the JSON file")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -189,12 +106,10 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.preset, args.quick)))
         return
-    engines = args.engines or [e for e, modules in {"tensorflow": ["tensorflow"], "torch": ["torch"],
-                                                    "jax": ["jax", "optax"]}.items()
-                               if all(importlib.util.find_spec(m) for m in modules)]
-    unknown = sorted(set(engines) - set(FRAMEWORK_OF_ENGINE))
+    engines = args.engines or [engine for engine in ENGINES if not missing_packages(native_framework(engine))]
+    unknown = sorted(set(engines) - set(ENGINES))
     if unknown:
-        raise SystemExit(f"layers: unknown engine(s) {', '.join(unknown)}; use {', '.join(FRAMEWORK_OF_ENGINE)}")
+        raise SystemExit(f"layers: unknown engine(s) {', '.join(unknown)}; use {', '.join(ENGINES)}")
     results = {}
     for engine in engines:
         command = [sys.executable, __file__, *(["--quick"] if args.quick else []), *(["--preset", args.preset] if args.preset else []),

@@ -47,7 +47,7 @@ def test_compare_writes_statistics_for_every_framework_and_pair(compared):
             speed = entry[key]  # the speed stage's rounds
             assert speed["ci95"][0] < speed["value"] < speed["ci95"][1] and speed["rounds"] == 2, key
         assert sum(entry["time_percent"].values()) == pytest.approx(100, abs=0.1)
-        for key in ("epoch_median_s", "first_epoch_s", "peak_rss_mb", "params", "lines_of_code", "adapter_lines",
+        for key in ("epoch_median_s", "first_epoch_s", "peak_rss_mb", "params", "statements", "runtime",
                     "roc_auc_mean", "roc_auc_ci95", "accuracy_std", "time_s"):
             assert key in entry
         assert set(entry["time_s"]) == {"prepare", "data", "import", "build", "compile", "train", "evaluate"}

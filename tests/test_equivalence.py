@@ -18,16 +18,15 @@ import pytest
 
 from conftest import ROOT, env_with_venv
 from framework_probe import DROPOUT_RATE, FIT_SPECS, REFERENCE, RESIDUAL_FAULTS, SPECS
-from dlcompare.frameworks import NAMES
+from dlcompare.frameworks import FIT_TOLERANCE, NAMES, STEP_TOLERANCE
 
 # pytest-xdist runs this module on one worker, so the equivalence probes are computed once.
 pytestmark = pytest.mark.xdist_group("equivalence")
 
-TOLERANCE = dict(atol=1e-4, rtol=1e-4)
-# After 3 epochs (27 Adam steps, cosine schedule) float32 rounding has grown: the worst weight of any framework
-# was 3.4e-3 from the reference on the plain CNN and 5.6e-4 on the residual network (2026-12-02, Adam epsilon
-# 1e-4, see framework_probe.py); the planted unfairnesses below move weights by 0.21 to 0.62.
-FIT_TOLERANCE = dict(atol=6e-3, rtol=1e-3)
+TOLERANCE = STEP_TOLERANCE
+# FIT_TOLERANCE: after 3 epochs (27 Adam steps, cosine schedule) float32 rounding has grown: the worst weight of any
+# framework was 3.4e-3 from the reference on the plain CNN and 5.6e-4 on the residual network (2026-12-02, Adam
+# epsilon 1e-4, see framework_probe.py); the planted unfairnesses below move weights by 0.21 to 0.62.
 
 
 @pytest.fixture(scope="session")

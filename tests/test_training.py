@@ -45,9 +45,9 @@ def test_run_writes_every_metric_and_plot(tmp_path, tiny_prepared, framework):
     project = tiny_project(tmp_path / "p", tiny_prepared)
     train_metrics, eval_metrics, predictions = train_and_evaluate(project, framework)
     assert {"epochs", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s",
-            "peak_rss_mb", "params", "flops_per_image", "lines_of_code", "adapter_lines"} <= set(train_metrics)
+            "peak_rss_mb", "params", "flops_per_image", "statements", "runtime"} <= set(train_metrics)
     assert set(train_metrics["seconds"]) >= {"data", "build", "first_epoch", "epoch_median", "train"}
-    assert train_metrics["epochs"] == 2 and train_metrics["lines_of_code"] > 20
+    assert train_metrics["epochs"] == 2 and train_metrics["statements"]["model"] > 20
     assert list(train_metrics["time_to_accuracy"]) == ["0.80", "0.85", "0.88"]
     from dlcompare.frameworks import REGISTRY, pinned_versions
 
@@ -79,7 +79,7 @@ def test_run_writes_every_metric_and_plot(tmp_path, tiny_prepared, framework):
 def test_same_params_give_the_same_metrics(tmp_path, tiny_prepared, framework):
     first = train_and_evaluate(tiny_project(tmp_path / "a", tiny_prepared), framework)
     second = train_and_evaluate(tiny_project(tmp_path / "b", tiny_prepared), framework)
-    if first[0]["threads"]["deterministic"]:
+    if first[0]["runtime"]["deterministic"]:
         assert without_timings(first[0]) == without_timings(second[0])
         assert without_timings(first[1]) == without_timings(second[1])
         assert first[2].equals(second[2])
@@ -124,7 +124,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, tiny_prep
     run_cli("evaluate", "-f", framework, "-s", "0", cwd=project, check=True)
     train_metrics = json.loads((project / "metrics" / "train" / f"{framework}-0.json").read_text())
     predictions = pd.read_csv(project / "plots" / "eval" / f"{framework}-0" / "predictions.csv")
-    if train_metrics["threads"]["deterministic"]:
+    if train_metrics["runtime"]["deterministic"]:
         assert without_timings(train_metrics) == without_timings(reference[0])
         np.testing.assert_allclose(predictions["probability"], reference[2]["probability"], atol=1e-6)
     else:
@@ -143,12 +143,12 @@ def test_checkpoint_of_other_params_or_code_is_not_resumed(tmp_path, tiny_prepar
     result = run_cli("train", "-f", "tensorflow", "-s", "0", cwd=changed, check=True)
     assert "resuming" not in result.stdout
 
-    from dlcompare import train as train_module
+    from dlcompare import frameworks, train as train_module
     from dlcompare.params import load_params
 
     params = load_params(project / "params.yaml")
     before = train_module._fingerprint(params, "tensorflow", 0, project / "data" / "prepared")
-    monkeypatch.setattr(train_module, "TRAINING_CODE", train_module.TRAINING_CODE[:-1])
+    monkeypatch.setattr(frameworks, "TRAINING_CODE", frameworks.TRAINING_CODE[:-1])
     assert train_module._fingerprint(params, "tensorflow", 0, project / "data" / "prepared") != before
 
 

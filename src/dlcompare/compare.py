@@ -25,7 +25,7 @@ from dlcompare.errors import UserError
 from dlcompare.frameworks import REGISTRY
 from dlcompare.params import Params
 from dlcompare.report import PAPER, write_report
-from dlcompare.train import run_name, steady_epochs, time_to_accuracy
+from dlcompare.train import DVCLIVE_METRICS, run_name, steady_epochs, time_to_accuracy
 
 
 def _read_json(path: Path, stage: str) -> dict:
@@ -34,13 +34,9 @@ def _read_json(path: Path, stage: str) -> dict:
     return json.loads(path.read_text())
 
 
-CURVES = {"train_loss": "train/loss", "train_accuracy": "train/accuracy", "val_loss": "val/loss",
-          "val_accuracy": "val/accuracy", "learning_rate": "learning_rate", "epoch_seconds": "time/epoch_seconds"}
-
-
 def _read_history(directory: Path, stage: str) -> dict[str, list[float]]:
     history = {}
-    for key, name in CURVES.items():
+    for key, name in DVCLIVE_METRICS.items():
         tsv = directory / "plots" / "metrics" / f"{name}.tsv"
         if not tsv.is_file():
             raise UserError(f"{tsv} is missing: run `dvc repro` (stage {stage}) before compare")
@@ -55,12 +51,12 @@ def _median(values) -> float:
 def _epoch_rate(runs, train, histories) -> float:
     """Training images/s of the pipeline's runs: the median over every seed's steady epochs (a description of
     those runs; the speed verdicts come from the speed stage's interleaved rounds)."""
-    return _median(train[r]["images_per_epoch"] / s for r in runs for s in steady_epochs(histories[r]["epoch_seconds"]))
+    return _median(train[r]["images_per_epoch"] / s for r in runs for s in steady_epochs(histories[r]["train_seconds"]))
 
 
 def _time_to_accuracy(histories: list[dict]) -> dict:
     """Per validation-accuracy target: the median over the seeds that reached it, and how many did."""
-    records = [[{"train_seconds": s, "val_accuracy": a} for s, a in zip(h["epoch_seconds"], h["val_accuracy"])]
+    records = [[{"train_seconds": s, "val_accuracy": a} for s, a in zip(h["train_seconds"], h["val_accuracy"])]
                for h in histories]
     per_seed = [time_to_accuracy(run) for run in records]
     summary = {}
@@ -109,9 +105,8 @@ def _framework_summary(name, seeds, train, evaluate, correct, predictions, histo
         "first_epoch_s": _median(train[r]["seconds"]["first_epoch"] for r in runs),
         "peak_rss_mb": _median(train[r]["peak_rss_mb"] for r in runs),
         "params": train[runs[0]]["params"],
-        "lines_of_code": train[runs[0]]["lines_of_code"],
-        "adapter_lines": train[runs[0]]["adapter_lines"],
-        "runtime": train[runs[0]]["threads"],
+        "statements": train[runs[0]]["statements"],
+        "runtime": train[runs[0]]["runtime"],
         "versions": train[runs[0]]["versions"],
         "time_s": {phase: round(value, 3) for phase, value in seconds.items()},
         "time_percent": {phase: round(100 * value / total, 2) for phase, value in seconds.items()},

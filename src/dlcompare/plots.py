@@ -77,11 +77,13 @@ def time_breakdown(seconds: dict, path: Path) -> None:
 def curves(histories: dict, path: Path) -> None:
     """Train and validation accuracy and loss per epoch, every run overlaid (colour: framework, marker: seed)."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
-    frameworks = list(dict.fromkeys(run.rsplit("-", 1)[0] for run in histories))
-    seeds = sorted({int(run.rsplit("-", 1)[1]) for run in histories})
+    from dlcompare.train import framework_and_seed
+
+    frameworks = list(dict.fromkeys(framework_and_seed(run)[0] for run in histories))
+    seeds = sorted({framework_and_seed(run)[1] for run in histories})
     for run, history in histories.items():
-        name, seed = run.rsplit("-", 1)
-        colour, marker = COLOURS[frameworks.index(name) % 10], SEED_MARKERS[seeds.index(int(seed)) % len(SEED_MARKERS)]
+        name, seed = framework_and_seed(run)
+        colour, marker = COLOURS[frameworks.index(name) % 10], SEED_MARKERS[seeds.index(seed) % len(SEED_MARKERS)]
         epochs = np.arange(1, len(history["train_accuracy"]) + 1)
         for axis, metric in zip(axes, ("accuracy", "loss")):
             axis.plot(epochs, history[f"train_{metric}"], color=colour, linestyle="--", alpha=0.6, marker=marker,

@@ -20,8 +20,13 @@ from dlcompare.prepared import load_info
 def trained_runs(models: Path) -> list[tuple[str, str]]:
     """(framework, run name) of every model folder under `models`."""
     found = []
+    from dlcompare.train import framework_and_seed
+
     for directory in sorted(Path(models).glob("*-*")):
-        framework = directory.name.rsplit("-", 1)[0]
+        try:
+            framework, _ = framework_and_seed(directory.name)
+        except ValueError:  # not a run's folder
+            continue
         if directory.is_dir() and framework in FRAMEWORKS:
             found.append((framework, directory.name))
     return found

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from dlcompare.atomic import write_text
-from dlcompare.frameworks import REGISTRY
+from dlcompare.frameworks import FIT_TOLERANCE, REGISTRY, STEP_TOLERANCE, runtime
 from dlcompare.machine import available_cores, cpu_model
 from dlcompare.plots import PHASE_LABELS, PHASES
 from dlcompare import architectures, stats
@@ -25,13 +25,19 @@ def not_equal(compared: list[str]) -> list[str]:
     notes = [note for name in compared for note in REGISTRY[name].notes]
     return [
         "Kernel numerics: each engine orders and fuses its float32 arithmetic its own way. The equivalence tests bound "
-        "the effect on this model: every framework within 1e-4 of low-level TensorFlow after three optimiser steps "
-        "and within 6e-3 after a three-epoch fit; longer runs are not compared weight by weight.",
+        f"the effect on this model: every framework within {_exponent(STEP_TOLERANCE['atol'])} of low-level TensorFlow "
+        f"after three optimiser steps and within {_exponent(FIT_TOLERANCE['atol'])} after a three-epoch fit; longer runs "
+        "are not compared weight by weight.",
         *dict.fromkeys(notes),  # in order, each once (the Keras backends share one note)
     ]
 
 
-ENGINES = {"tensorflow": "TensorFlow", "torch": "PyTorch", "jax": "JAX (XLA)"}
+def _exponent(value: float) -> str:
+    return f"{value:.0e}".replace("e-0", "e-")
+
+
+def _effort(statements: dict) -> str:
+    return f"{statements['model']} + {statements['training_loop']} (+{statements['adapters']})"
 
 
 def _percent(value: float) -> str:
@@ -78,9 +84,9 @@ def _same_engine(a: str, b: str, pair: dict, epochs: int) -> str:
     low, high = min(disagreements), max(disagreements)
     count = f"{low}" if low == high else f"{low}–{high}"
     if high == 0:
-        return (f"- **Same engine**: {a} and {b} both run on {ENGINES[REGISTRY[a].runtime]}'s kernels and, seed for "
+        return (f"- **Same engine**: {a} and {b} both run on {runtime(REGISTRY[a].runtime).DISPLAY_NAME}'s kernels and, seed for "
                 "seed, predicted every test image alike.")
-    return (f"- **Same engine**: {a} and {b} both run on {ENGINES[REGISTRY[a].runtime]}'s kernels, yet with the same "
+    return (f"- **Same engine**: {a} and {b} both run on {runtime(REGISTRY[a].runtime).DISPLAY_NAME}'s kernels, yet with the same "
             f"seed their trained models disagree on {count} test images per seed: their random streams (dropout masks) "
             f"and float-level differences, bounded by the equivalence tests over three steps and three epochs, "
             f"compound over {epochs} epoch{'s' if epochs != 1 else ''}.")
@@ -142,8 +148,9 @@ def write_report(path: Path, result: dict, data: dict, params, figures_dir: Path
         lines.append(f"- **Speed** ({rounds}): {only} trains at {_with_interval(e['train_images_per_s'])} images/s "
                      f"(geometric mean, 95 % CI) and answers one image in {_with_interval(e['latency_ms'], 2)} ms.")
     lines += [
-        "- **Coding effort** (statements in the framework's file; in parentheses, the adapters to dlcompare's harness): "
-        + ", ".join(f"{name} {e['lines_of_code']} (+{e['adapter_lines']})" for name, e in per_framework.items()) + ".",
+        "- **Coding effort** (statements in the framework's file: its model + its training loop; in parentheses, the "
+        "adapters to dlcompare's harness): "
+        + ", ".join(f"{name} {_effort(e['statements'])}" for name, e in per_framework.items()) + ".",
         "",
         "## Setup",
         "",
@@ -176,7 +183,7 @@ def write_report(path: Path, result: dict, data: dict, params, figures_dir: Path
         + "; ROC AUC intervals: bootstrap over test images; speed intervals: t over the rounds.",
         "",
         "| framework | seeds | test accuracy | 95 % CI | ROC AUC | train images/s | runs' epochs (images/s) "
-        "| first epoch (s) | peak memory (MB) | latency (ms) | inference images/s | parameters | statements (+adapters) |",
+        "| first epoch (s) | peak memory (MB) | latency (ms) | inference images/s | parameters | statements: model + loop (+adapters) |",
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, e in per_framework.items():
@@ -186,7 +193,7 @@ def write_report(path: Path, result: dict, data: dict, params, figures_dir: Path
             f"{e['roc_auc_mean']:.4f} [{e['roc_auc_ci95'][0]:.4f}, {e['roc_auc_ci95'][1]:.4f}] | {_with_interval(e['train_images_per_s'])} | "
             f"{e['epoch_images_per_s']:,.0f} | {e['first_epoch_s']:.1f} | "
             f"{e['peak_rss_mb']:,.0f} | {_with_interval(e['latency_ms'], 2)} | {_with_interval(e['inference_images_per_s'])} | "
-            f"{e['params']:,} | {e['lines_of_code']} (+{e['adapter_lines']}) |"
+            f"{e['params']:,} | {_effort(e['statements'])} |"
         )
     lines += _time_to_accuracy_section(per_framework, sum(data["split"]["val"].values()))
     if pairs:

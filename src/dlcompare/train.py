@@ -30,14 +30,22 @@ def run_name(framework: str, seed: int) -> str:
     return f"{framework}-{seed}"
 
 
-TRAINING_CODE = ("train.py", "batches.py", "architectures", "frameworks/base.py")  # as dvc.yaml's train@ deps
+def framework_and_seed(run: str) -> tuple[str, int]:
+    """run_name's inverse (framework names hold dashes; the seed is after the last)."""
+    framework, seed = run.rsplit("-", 1)
+    return framework, int(seed)
+
+
+# Each epoch-history key -> the dvclive metric it is logged as (dvclive/<run>/plots/metrics/<name>.tsv), which
+# compare reads back. train_seconds: the epoch's training only, validation excluded.
+DVCLIVE_METRICS = {"train_loss": "train/loss", "train_accuracy": "train/accuracy", "val_loss": "val/loss",
+                   "val_accuracy": "val/accuracy", "learning_rate": "learning_rate", "train_seconds": "time/epoch_seconds"}
 
 
 def _fingerprint(params: Params, framework: str, seed: int, prepared: Path) -> str:
     """What a checkpoint must have been trained with to be resumed: params, data and code."""
     package = Path(__file__).parent
-    code = [file for name in TRAINING_CODE for file in sorted((package / name).glob("*.py")) or [package / name]]
-    code += [frameworks.source_file(framework), frameworks.runtime_file(framework)]
+    code = [path for path in frameworks.dependency_files(framework).values() if isinstance(path, Path)]
     identity = {
         "framework": framework, "seed": seed, "model": params.model.model_dump(),
         "train": params.train.model_dump(exclude={"frameworks", "seeds"}),
@@ -70,10 +78,8 @@ def _log_curves(directory: Path, history: list[dict]) -> None:
 
     with Live(dir=str(directory), dvcyaml=None, save_dvc_exp=False, report=None) as live:
         for record in history:
-            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
-                live.log_metric(key.replace("_", "/", 1), record[key])
-            live.log_metric("learning_rate", record["learning_rate"])
-            live.log_metric("time/epoch_seconds", record["train_seconds"])  # training only, validation excluded
+            for key, name in DVCLIVE_METRICS.items():
+                live.log_metric(name, record[key])
             live.next_step()
 
 
@@ -169,7 +175,6 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
     train_seconds = [record["train_seconds"] for record in history]
     epoch_median = statistics.median(steady_epochs(train_seconds))
     final = history[-1]
-    effort = coding_effort(frameworks.source_file(framework))
     metrics = {
         "epochs": len(history),
         "train_loss": final["train_loss"],
@@ -190,9 +195,8 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
         "peak_rss_mb": round(peak_rss_mb, 1),
         "params": spec.parameter_count(),
         "flops_per_image": spec.flops_per_image(),
-        "lines_of_code": effort["own"],
-        "adapter_lines": effort["adapters"],
-        "threads": implementation.runtime,
+        "statements": coding_effort(frameworks.source_file(framework)),  # model, training_loop, adapters
+        "runtime": implementation.runtime,
         "versions": frameworks.installed_versions(framework),
     }
     write_json(metrics_dir / f"{run}.json", metrics)

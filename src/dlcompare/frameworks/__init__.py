@@ -19,12 +19,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 HERE = Path(__file__).parent
 PROJECT_ROOT = HERE.parents[2]
 LOCK_FILE = PROJECT_ROOT / "frameworks.lock"
 DEPENDENCY_LINKS = HERE / "deps"
 VERSIONS_FILE = PROJECT_ROOT / "versions.yaml"
+
+
+class Tutorial(NamedTuple):
+    """The tutorial a user of a framework would start from; `make bench` times the framework's loop against it."""
+    pipeline: str  # "keras-io" (image_dataset_from_directory + fit) or "torch-loader" (Dataset + DataLoader, own step)
+    name: str  # its name in bench's results: frameworks that would start from the same run share it
+    runs_as: str  # the registered framework it runs as
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class Framework:
     packages: tuple[str, ...]  # distributions whose versions decide the run's numbers (pinned in frameworks.lock)
     extras: tuple[str, ...]  # the pip extras of pyproject.toml that install those packages
     presets: tuple[str, ...]  # the architectures (dlcompare/architectures) its file builds; params refuse any other
+    tutorial: Tutorial
     keras_backend: str | None = None
     # For the report's "what could not be made equal"; each names this framework's own side.
     notes: tuple[str, ...] = ()
@@ -44,27 +53,45 @@ KERAS_NOTE = ("Keras' BinaryCrossentropy on the sigmoid output: on TensorFlow it
               "PyTorch it clips probabilities to [1e-7, 1 − 1e-7]; the hand-written files use the logits directly.")
 
 PLAIN_AND_RESNET = ("plain_cnn", "resnet")
+# keras-io's "Image classification from scratch", on TensorFlow: where a Keras or a TensorFlow user would start.
+# (JAX's own documentation trains with PyTorch data loading, hence jax's "torch-loader".)
+KERAS_IO = Tutorial("keras-io", "keras-io", "keras")
 
 REGISTRY: dict[str, Framework] = {f.name: f for f in (
-    Framework("keras", "keras_fw", "tensorflow", ("keras", "tensorflow"), ("tensorflow",), PLAIN_AND_RESNET, keras_backend="tensorflow", notes=(
+    Framework("keras", "keras_fw", "tensorflow", ("keras", "tensorflow"), ("tensorflow",), PLAIN_AND_RESNET, KERAS_IO, keras_backend="tensorflow", notes=(
         "keras: dropout masks from Keras' SeedGenerator; `fit` fed through tf.data (AUTOTUNE off, two batches prefetched).",
         KERAS_NOTE)),
-    Framework("tensorflow", "tensorflow_fw", "tensorflow", ("tensorflow",), ("tensorflow",), PLAIN_AND_RESNET, notes=(
+    Framework("tensorflow", "tensorflow_fw", "tensorflow", ("tensorflow",), ("tensorflow",), PLAIN_AND_RESNET, KERAS_IO, notes=(
         "tensorflow: dropout masks from `tf.nn.experimental.stateless_dropout`; batches from a background thread.",)),
-    Framework("pytorch", "pytorch_fw", "torch", ("torch",), ("torch",), PLAIN_AND_RESNET, notes=(
+    Framework("pytorch", "pytorch_fw", "torch", ("torch",), ("torch",), PLAIN_AND_RESNET,
+              Tutorial("torch-loader", "pytorch", "pytorch"), notes=(
         "pytorch: dropout masks from torch's global generator (reseeded per epoch); NCHW tensors in channels_last "
         "memory; batch-norm moving variance updated with the biased batch variance, as the others do, not torch's unbiased one.",)),
-    Framework("jax", "jax_fw", "jax", ("jax", "jaxlib", "optax"), ("jax",), PLAIN_AND_RESNET, notes=(
+    Framework("jax", "jax_fw", "jax", ("jax", "jaxlib", "optax"), ("jax",), PLAIN_AND_RESNET,
+              Tutorial("torch-loader", "jax", "jax"), notes=(
         "jax: dropout masks from `jax.random` keys folded with the step; XLA fuses and reorders the float32 arithmetic, "
         "and on a multi-core CPU it is not bitwise run-to-run deterministic (jax-ml/jax#39741).",)),
-    Framework("keras-jax", "keras_fw", "jax", ("keras", "jax", "jaxlib"), ("keras", "jax"), PLAIN_AND_RESNET, keras_backend="jax", notes=(
+    Framework("keras-jax", "keras_fw", "jax", ("keras", "jax", "jaxlib"), ("keras", "jax"), PLAIN_AND_RESNET,
+              Tutorial("keras-io", "keras-io-jax", "keras-jax"), keras_backend="jax", notes=(
         "keras-jax: Keras' JAX trainer jit-compiles the step; fed by a PyDataset; not bitwise deterministic on a multi-core CPU.",
         KERAS_NOTE)),
-    Framework("keras-torch", "keras_fw", "torch", ("keras", "torch"), ("keras", "torch"), PLAIN_AND_RESNET, keras_backend="torch", notes=(
+    Framework("keras-torch", "keras_fw", "torch", ("keras", "torch"), ("keras", "torch"), PLAIN_AND_RESNET,
+              Tutorial("keras-io", "keras-io-torch", "keras-torch"), keras_backend="torch", notes=(
         "keras-torch: Keras' PyTorch trainer runs eagerly (no torch.compile); fed by a PyDataset.", KERAS_NOTE)),
 )}
 
 NAMES = tuple(REGISTRY)
+
+# What tests/test_equivalence.py holds every framework to against the reference (weights and outputs), and what
+# the report states: after three optimiser steps, and after a three-epoch fit (float32 rounding grows with steps).
+STEP_TOLERANCE = {"atol": 1e-4, "rtol": 1e-4}
+FIT_TOLERANCE = {"atol": 6e-3, "rtol": 1e-3}
+ENGINES = tuple(dict.fromkeys(entry.runtime for entry in REGISTRY.values()))  # runtime_<engine>.py for each
+
+
+def native_framework(engine: str) -> str:
+    """The framework that uses `engine` directly, not through Keras: benchmarks/layers.py times its steps."""
+    return next(name for name, entry in REGISTRY.items() if entry.runtime == engine and not entry.keras_backend)
 
 
 def source_file(name: str) -> Path:
@@ -171,11 +198,26 @@ def install_hint(name: str) -> str:
     return f"pip install -e '.[{extras}]' (or '.[all]' for every framework)"
 
 
+# The framework-neutral code every run trains with (paths in the dlcompare package). One list for two uses:
+# train@<name> depends on it through deps/<name>/, and a checkpoint resumes only if it is unchanged (train.py).
+TRAINING_CODE = ("train.py", "batches.py", "architectures", "frameworks/base.py")
+
+
+def training_code() -> list[Path]:
+    package = HERE.parent
+    return [file for name in TRAINING_CODE for file in sorted((package / name).glob("*.py")) or [package / name]]
+
+
 def dependency_files(name: str) -> dict[str, bytes | Path]:
-    """What a train@<name> run depends on beyond the shared code: its files (as links) and its pinned versions."""
+    """What a train@<name> run depends on: the shared training code, its own files (as links), its pinned versions.
+
+    Shared files are linked as their path in the package with "--" for "/" (architectures--resnet.py).
+    """
     pins = pinned_versions()
     lines = [f"{package}=={pins[package]}" for package in REGISTRY[name].packages]
+    shared = {str(path.relative_to(HERE.parent)).replace("/", "--"): path for path in training_code()}
     return {
+        **shared,
         source_file(name).name: source_file(name),
         runtime_file(name).name: runtime_file(name),
         "versions.txt": ("\n".join(lines) + "\n").encode(),

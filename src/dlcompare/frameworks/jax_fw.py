@@ -31,6 +31,7 @@ HARNESS_ADAPTERS = ('keras_adam', 'split_weights', 'weights', 'forward', 'train_
 MODEL_FILE = "model.npz"
 
 
+# ---- model: the network, written as a JAX user would write it
 def conv(x, kernel, c):
     """Convolution `c`, padded c.padding on every side."""
     return jax.lax.conv_general_dilated(x, kernel, (c.stride, c.stride), [(c.padding, c.padding)] * 2,
@@ -112,6 +113,7 @@ def logits(params, stats, images, spec, training, dropout_key=None):
     return (x @ params["output/kernel"] + params["output/bias"])[:, 0], new_stats
 
 
+# ---- training: optimiser, loop, saving and loading
 class TrainState(NamedTuple):
     params: dict
     stats: dict

@@ -26,6 +26,7 @@ MODEL_FILE = "model.keras"
 runtime = frameworks.runtime(keras.backend.backend())  # threads, seeds, determinism of the engine underneath
 
 
+# ---- model: the network, written as a Keras user would write it
 def layer_name(canonical: str) -> str:
     """Keras layer names cannot hold '/': block0/conv0 is the layer block0_conv0."""
     return canonical.replace("/", "_")
@@ -79,6 +80,7 @@ def build_model(spec, seed: int | None = None) -> keras.Model:
     return keras.Model(images, probability, name=f"dlcompare_{spec.preset}")
 
 
+# ---- training: optimiser, loop, saving and loading
 def layer_variables(model: keras.Model, spec) -> dict[str, keras.Variable]:
     """Canonical weight name -> Keras variable, for every canonical name of the spec."""
     found = {}

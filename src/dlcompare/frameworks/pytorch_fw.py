@@ -31,6 +31,7 @@ HARNESS_ADAPTERS = ('BatchNorm2d', 'KerasEpsilonAdam', 'state_key', 'to_torch_la
 MODEL_FILE = "model.pt"
 
 
+# ---- model: the network, written as a PyTorch user would write it
 class BatchNorm2d(nn.BatchNorm2d):
     """`nn.BatchNorm2d` whose moving variance follows the biased batch variance, as in Keras, TensorFlow and JAX.
 
@@ -142,6 +143,7 @@ class ResNet(Network):
 NETWORKS = {"plain_cnn": PlainCNN, "resnet": ResNet}
 
 
+# ---- training: optimiser, loop, saving and loading
 class KerasEpsilonAdam(torch.optim.Adam):
     """`torch.optim.Adam` with Keras' epsilon, which every framework here uses.
 

@@ -15,6 +15,7 @@ import numpy as np
 from dlcompare.frameworks import native_stderr_hidden
 from dlcompare.machine import available_cores
 
+DISPLAY_NAME = "TensorFlow"  # in the report and the benchmarks
 JIT_COMPILE = False  # XLA: see above
 
 
@@ -42,3 +43,46 @@ def configure(threads: int, seed: int) -> dict:
         "gpus": gpus,
         "deterministic": 1,
     }
+
+
+# ---------------------------------------------------------------- probes for benchmarks/ (bench.py, layers.py)
+
+def gemm_probe(n: int, gpu_n: int):
+    """A float32 n x n matrix product on the device training uses, as (run, n, GPU names, float32 precision).
+
+    `run` waits for the result. On a GPU n grows to gpu_n (a GPU reaches its peak only on large matrices).
+    """
+    import tensorflow as tf
+
+    gpus = [gpu.name for gpu in tf.config.list_physical_devices("GPU")]
+    n = max(n, gpu_n) if gpus else n
+    a, b = tf.random.uniform((n, n)), tf.random.uniform((n, n))
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+    precision = f"TF32 {'allowed' if tf.config.experimental.tensor_float_32_execution_enabled() else 'off'}"
+    return (lambda: matmul(a, b).numpy()), n, gpus, precision
+
+
+def convolution_timers(spec, batch: int) -> dict:
+    """conv name -> (forward, forward + backward) callables, padded as tensorflow_fw pads.
+
+    Backward is what training computes: the kernel's gradient and, after the first layer, the input's.
+    """
+    import tensorflow as tf
+
+    timers = {}
+    for index, c in enumerate(spec.convs()):
+        # "SAME" at stride 1 (its fast path), explicit where "SAME" would pad one side only.
+        k, p = c.kernel_size, "SAME" if c.stride == 1 else [[0, 0], [c.padding, c.padding], [c.padding, c.padding], [0, 0]]
+        x, w = tf.random.uniform((batch, c.input_size, c.input_size, c.in_channels)), tf.random.uniform((k, k, c.in_channels, c.out_channels))
+        g = tf.random.uniform((batch, c.output_size, c.output_size, c.out_channels))
+        forward = tf.function(lambda x=x, w=w, c=c, p=p: tf.nn.conv2d(x, w, c.stride, p))
+
+        @tf.function
+        def train(x=x, w=w, g=g, first=index == 0, c=c, p=p):
+            with tf.GradientTape() as tape:
+                tape.watch([x, w])
+                y = tf.nn.conv2d(x, w, c.stride, p)
+            return tape.gradient(y, [w] if first else [w, x], output_gradients=g)
+
+        timers[c.name] = (forward, train)
+    return timers

@@ -14,6 +14,7 @@ import numpy as np
 
 from dlcompare.machine import available_cores
 
+DISPLAY_NAME = "PyTorch"  # in the report and the benchmarks
 JIT_COMPILE = False  # torch.compile: docs/performance.md
 
 
@@ -71,3 +72,54 @@ def device():
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ---------------------------------------------------------------- probes for benchmarks/ (bench.py, layers.py)
+
+def gemm_probe(n: int, gpu_n: int):
+    """A float32 n x n matrix product on the device training uses, as (run, n, GPU names, float32 precision).
+
+    `run` waits for the result. On a GPU n grows to gpu_n (a GPU reaches its peak only on large matrices).
+    """
+    import torch
+
+    where = device()
+    gpus = [torch.cuda.get_device_name()] if where.type == "cuda" else []
+    n = max(n, gpu_n) if gpus else n
+    a, b = torch.rand(n, n, device=where), torch.rand(n, n, device=where)
+    precision = (f"matmul {torch.get_float32_matmul_precision()} ('highest' is float32), cuDNN convolutions TF32 "
+                 f"{'allowed' if torch.backends.cudnn.allow_tf32 else 'off'}")
+    return (lambda: float((a @ b).sum())), n, gpus, precision
+
+
+def convolution_timers(spec, batch: int) -> dict:
+    """conv name -> (forward, forward + backward) callables, in the channels_last layout pytorch_fw trains in.
+
+    Backward is what training computes: the kernel's gradient and, after the first layer, the input's.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    where = device()
+    sync = torch.cuda.synchronize if where.type == "cuda" else (lambda: None)
+    timers = {}
+    for index, c in enumerate(spec.convs()):
+        def tensor(*shape):
+            return torch.rand(*shape, device=where).to(memory_format=torch.channels_last)
+
+        k, size = c.kernel_size, c.input_size
+        x, w = tensor(batch, c.in_channels, size, size), tensor(c.out_channels, c.in_channels, k, k)
+        g = tensor(batch, c.out_channels, c.output_size, c.output_size)
+        wrt = [w.requires_grad_()] + ([x.requires_grad_()] if index else [])
+
+        def forward(x=x, w=w, c=c):
+            with torch.no_grad():
+                F.conv2d(x, w, stride=c.stride, padding=c.padding)
+            sync()
+
+        def train(x=x, w=w, g=g, wrt=wrt, c=c):
+            torch.autograd.grad(F.conv2d(x, w, stride=c.stride, padding=c.padding), wrt, g)
+            sync()
+
+        timers[c.name] = (forward, train)
+    return timers

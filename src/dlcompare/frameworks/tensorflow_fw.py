@@ -25,6 +25,7 @@ from dlcompare.frameworks.base import VALIDATION_BATCH, Framework
 HARNESS_ADAPTERS = ('weights', 'forward', 'train_batch')
 
 
+# ---- model: the network, written as a TensorFlow user would write it
 class Network(tf.Module):
     """A variable per canonical weight name, and the forward pass of the spec's preset."""
 
@@ -95,6 +96,7 @@ class Network(tf.Module):
         return tf.sigmoid(self.logits(images, training=False))[:, 0]
 
 
+# ---- training: optimiser, loop, saving and loading
 class Adam(tf.Module):
     """Adam exactly as Keras 3 applies it (epsilon added to sqrt(v), bias correction folded into the step)."""
 

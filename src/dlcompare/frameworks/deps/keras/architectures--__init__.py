@@ -1,0 +1,1 @@
+../../../architectures/__init__.py

@@ -1,0 +1,1 @@
+../../../architectures/plain_cnn.py

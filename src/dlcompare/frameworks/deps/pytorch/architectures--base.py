@@ -1,0 +1,1 @@
+../../../architectures/base.py
