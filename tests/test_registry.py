@@ -37,7 +37,7 @@ HARNESS_ADAPTERS = ()
 # ---- training: pytorch_fw's
 from dlcompare.frameworks.pytorch_fw import Implementation, load_predictor  # noqa: E402,F401
 '''
-DUMMY_ENTRY = '    Framework("dummy", "dummy_fw", "torch", ("torch",), ("torch",), ("plain_cnn",), Tutorial("torch-loader", "dummy", "dummy")),\n'
+DUMMY_ENTRY = '    RegistryEntry("dummy", "dummy_fw", "torch", ("torch",), ("torch",), ("plain_cnn",), Tutorial("torch-loader", "dummy", "dummy")),\n'
 
 # What each part of the harness derives from the registry, read in the copy that has the dummy framework.
 DERIVED = '''

@@ -36,7 +36,8 @@ class Tutorial(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Framework:
+class RegistryEntry:
+    """What the registry says of one framework; the implementation is its file's `Implementation` (base.Framework)."""
     name: str
     module: str  # the implementation file (frameworks/<module>.py); its size is the coding effort
     runtime: str  # engine whose runtime settings apply: runtime_<engine>.py
@@ -57,25 +58,25 @@ PLAIN_AND_RESNET = ("plain_cnn", "resnet")
 # (JAX's own documentation trains with PyTorch data loading, hence jax's "torch-loader".)
 KERAS_IO = Tutorial("keras-io", "keras-io", "keras")
 
-REGISTRY: dict[str, Framework] = {f.name: f for f in (
-    Framework("keras", "keras_fw", "tensorflow", ("keras", "tensorflow"), ("tensorflow",), PLAIN_AND_RESNET, KERAS_IO, keras_backend="tensorflow", notes=(
+REGISTRY: dict[str, RegistryEntry] = {f.name: f for f in (
+    RegistryEntry("keras", "keras_fw", "tensorflow", ("keras", "tensorflow"), ("tensorflow",), PLAIN_AND_RESNET, KERAS_IO, keras_backend="tensorflow", notes=(
         "keras: dropout masks from Keras' SeedGenerator; `fit` fed through tf.data (AUTOTUNE off, two batches prefetched).",
         KERAS_NOTE)),
-    Framework("tensorflow", "tensorflow_fw", "tensorflow", ("tensorflow",), ("tensorflow",), PLAIN_AND_RESNET, KERAS_IO, notes=(
+    RegistryEntry("tensorflow", "tensorflow_fw", "tensorflow", ("tensorflow",), ("tensorflow",), PLAIN_AND_RESNET, KERAS_IO, notes=(
         "tensorflow: dropout masks from `tf.nn.experimental.stateless_dropout`; batches from a background thread.",)),
-    Framework("pytorch", "pytorch_fw", "torch", ("torch",), ("torch",), PLAIN_AND_RESNET,
+    RegistryEntry("pytorch", "pytorch_fw", "torch", ("torch",), ("torch",), PLAIN_AND_RESNET,
               Tutorial("torch-loader", "pytorch", "pytorch"), notes=(
         "pytorch: dropout masks from torch's global generator (reseeded per epoch); NCHW tensors in channels_last "
         "memory; batch-norm moving variance updated with the biased batch variance, as the others do, not torch's unbiased one.",)),
-    Framework("jax", "jax_fw", "jax", ("jax", "jaxlib", "optax"), ("jax",), PLAIN_AND_RESNET,
+    RegistryEntry("jax", "jax_fw", "jax", ("jax", "jaxlib", "optax"), ("jax",), PLAIN_AND_RESNET,
               Tutorial("torch-loader", "jax", "jax"), notes=(
         "jax: dropout masks from `jax.random` keys folded with the step; XLA fuses and reorders the float32 arithmetic, "
         "and on a multi-core CPU it is not bitwise run-to-run deterministic (jax-ml/jax#39741).",)),
-    Framework("keras-jax", "keras_fw", "jax", ("keras", "jax", "jaxlib"), ("keras", "jax"), PLAIN_AND_RESNET,
+    RegistryEntry("keras-jax", "keras_fw", "jax", ("keras", "jax", "jaxlib"), ("keras", "jax"), PLAIN_AND_RESNET,
               Tutorial("keras-io", "keras-io-jax", "keras-jax"), keras_backend="jax", notes=(
         "keras-jax: Keras' JAX trainer jit-compiles the step; fed by a PyDataset; not bitwise deterministic on a multi-core CPU.",
         KERAS_NOTE)),
-    Framework("keras-torch", "keras_fw", "torch", ("keras", "torch"), ("keras", "torch"), PLAIN_AND_RESNET,
+    RegistryEntry("keras-torch", "keras_fw", "torch", ("keras", "torch"), ("keras", "torch"), PLAIN_AND_RESNET,
               Tutorial("keras-io", "keras-io-torch", "keras-torch"), keras_backend="torch", notes=(
         "keras-torch: Keras' PyTorch trainer runs eagerly (no torch.compile); fed by a PyDataset.", KERAS_NOTE)),
 )}
