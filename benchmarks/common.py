@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from dlcompare.frameworks import NAMES, REGISTRY
-from dlcompare.machine import available_cores, cpu_model
+from dlcompare import machine as this_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ZIP = ROOT.parent / "shared" / "datasets" / "dogs-vs-cats-train-10k.zip"
@@ -67,8 +67,7 @@ def machine() -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
-    return {"cpu": cpu_model(), "cores": available_cores(), "memory_gb": memory_gb,
-            "python": platform.python_version(), "versions": versions}
+    return {**this_machine.machine(), "memory_gb": memory_gb, "python": platform.python_version(), "versions": versions}
 
 
 def epoch_rates(seconds: list[float], images: int) -> tuple[float, float]:

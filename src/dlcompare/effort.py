@@ -33,9 +33,13 @@ def _statements(node: ast.AST) -> int:
     return sum(1 for child in ast.walk(node) if isinstance(child, ast.stmt) and not _is_docstring(child))
 
 
+def _is_marker(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == MARKER for t in node.targets)
+
+
 def _adapter_names(tree: ast.Module) -> set[str]:
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == MARKER for t in node.targets):
+        if _is_marker(node):
             return set(ast.literal_eval(node.value))
     return set()
 
@@ -72,7 +76,7 @@ def _section_lines(path: Path, source: str) -> tuple[int, int]:
 
 def _adapter_statements(node: ast.stmt, names: set[str]) -> int:
     """Statements of the top-level `node` that are adapters: the marker itself, a named definition, named methods."""
-    if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == MARKER for t in node.targets):
+    if _is_marker(node):
         return 1
     if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in names:
         return _statements(node)
