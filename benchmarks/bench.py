@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -42,11 +43,21 @@ from datetime import date
 from pathlib import Path
 
 from ceiling import prepare_rate
-from dlcompare.frameworks import REGISTRY
+from dlcompare.frameworks import PRECISIONS, REGISTRY
 
-from common import FRAMEWORK_PACKAGES, FRAMEWORKS, ROOT, SCALES, SHARED_ZIP, machine, settings
+from common import FRAMEWORK_PACKAGES, FRAMEWORKS, PRECISION_VARIABLE, ROOT, SCALES, SHARED_ZIP, machine, settings
 from harness import child_framework, child_memory
-from tutorials import child_loader_tutorial, child_tutorial
+from tutorials import PIPELINE_NEEDS, child_loader_tutorial, child_tutorial
+
+
+def installed(package: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.version(package)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
 
 
 def frameworks_imported() -> list[str]:
@@ -74,8 +85,12 @@ def main() -> None:
                              " e.g. pytorch,jax on a machine without TensorFlow")
     parser.add_argument("--comparison", type=Path, default=ROOT / "reports" / "comparison.json",
                         help="compare's report whose time to accuracy is copied (default: the pipeline's last)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="train.precision for this run (default: params.yaml's); on a GPU, run once per setting")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "NAME", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.precision:
+        os.environ[PRECISION_VARIABLE] = args.precision  # the child processes measure at it too
     if args.child:
         kind, name, path = args.child
         work = {"framework": child_framework, "memory": child_memory}
@@ -91,7 +106,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"bench: unknown framework(s) {', '.join(unknown)}; registered: {', '.join(FRAMEWORKS)}")
     params, sizes = settings(args.quick, chosen)
-    results = {"machine": machine(), "quick": args.quick, "frameworks": chosen, "engines": {}}
+    results = {"machine": machine(), "quick": args.quick, "frameworks": chosen, "precision": params.train.precision,
+               "engines": {}}
     with tempfile.TemporaryDirectory() as scratch:
         source = args.source
         if args.quick:
@@ -128,20 +144,26 @@ def main() -> None:
         results["scales"] = {scale: {name: cells.pop(scale) for name, cells in scales.items()} for scale in SCALES}
         for cell in (cell for measured in results["scales"].values() for cell in measured.values()):
             cell["fraction_of_gemm"] = cell["gflops"] / results["gemm_gflops"]
-        results["tutorials"] = {}
+        results["tutorials"], results["tutorials_not_run"] = {}, {}
         for framework in chosen:
             pipeline, name, runs_as = REGISTRY[framework].tutorial
+            train = results["train"][framework]
+            missing = [package for package in PIPELINE_NEEDS[pipeline] if not installed(package)]
+            if missing:
+                results["tutorials_not_run"][name] = f"{pipeline} needs {', '.join(missing)}, which is not installed"
+                train["tutorial_images_per_s"] = train["speedup_vs_tutorial"] = None
+                continue
             if name not in results["tutorials"]:  # keras and tensorflow share the keras-io run on TensorFlow
                 results["tutorials"][name] = run_child(args.quick, pipeline, runs_as, str(args.source))
             tutorial = results["tutorials"][name]
-            train = results["train"][framework]
             train["tutorial_images_per_s"] = tutorial["tutorial_images_per_s"]
             train["speedup_vs_tutorial"] = train["images_per_s"] / tutorial["tutorial_images_per_s"]
 
     results["time_to_accuracy"] = pipeline_time_to_accuracy(args.comparison, chosen)
     results["machine"]["frameworks_imported_by_the_parent"] = frameworks_imported()
     args.out.mkdir(parents=True, exist_ok=True)
-    out_file = args.out / f"{socket.gethostname()}-{date.today().isoformat()}{'-quick' if args.quick else ''}.json"
+    precision = "" if params.train.precision == "float32" else f"-{params.train.precision}"
+    out_file = args.out / f"{socket.gethostname()}-{date.today().isoformat()}{precision}{'-quick' if args.quick else ''}.json"
     out_file.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results, params, sizes, out_file)
 
@@ -157,7 +179,7 @@ def print_table(results: dict, params, sizes: dict, out_file: Path) -> None:
     gpus = sorted({gpu for engine in results["engines"].values() for gpu in engine["gpu_names"]})
     print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, GPUs: {', '.join(gpus) or 'none'}; "
           + ", ".join(f"{name} {version}" for name, version in m["versions"].items()))
-    print(f"float32 GEMM (best of {sizes['gemm_repeats']}): "
+    print(f"train.precision {results['precision']}; float32 GEMM (best of {sizes['gemm_repeats']}): "
           + ", ".join(f"{name} {e['gemm_gflops']:.1f} GFLOP/s ({e['gemm_n']}x{e['gemm_n']}, {e['intra_op']} threads"
                       + (f"; {e['float32_precision']})" if gpus else ")") for name, e in results["engines"].items())
           + f"; ceiling {results['gemm_gflops']:.1f}")
@@ -166,16 +188,20 @@ def print_table(results: dict, params, sizes: dict, out_file: Path) -> None:
     print(f"training at {params.prepare.image_size} px, batch {params.train.batch_size}, {sizes['train_images']} images per epoch, "
           f"median of {sizes['epochs'] - 1} epochs after a warm-up epoch; 25k MB: one epoch over {sizes['full_dataset']:,} images")
     print(f"{'':12}{'images/s':>10}{'bare':>9}{'overhead (range)':>22}{'GFLOP/s':>9}{'of GEMM':>9}{'1st epoch +s':>13}"
-          f"{'peak MB':>9}{'25k MB':>8}{'vs tutorial':>12}")
+          f"{'peak MB':>9}{'25k MB':>8}{'vs tutorial':>12}{'GPU MB':>8}")
     for name, t in results["train"].items():
         low, high = t["harness_overhead_range"]
         print(f"{name:12}{t['images_per_s']:10.1f}{t['bare_images_per_s']:9.1f}"
               f"{t['harness_overhead']:7.3f} ({low:6.3f}..{high:6.3f}){t['gflops']:9.1f}"
               f"{t['fraction_of_gemm']:9.2f}{t['first_epoch_overhead_s']:13.2f}{t['peak_rss_mb']:9.0f}"
-              f"{t['full_dataset_peak_rss_mb']:8.0f}{t['speedup_vs_tutorial']:12.2f}")
+              f"{t['full_dataset_peak_rss_mb']:8.0f}"
+              + (f"{t['speedup_vs_tutorial']:12.2f}" if t["speedup_vs_tutorial"] is not None else f"{'-':>12}")
+              + (f"{t['peak_device_mb']:8.0f}" if t["peak_device_mb"] is not None else f"{'-':>8}"))
     print_scales(results["scales"])
     for name, b in results["tutorials"].items():
         print(f"tutorial {name:14} {b['tutorial_images_per_s']:8.1f} images/s ({b['images']} JPEGs, {b['jpeg_size']}): {b['pipeline']}")
+    for name, why in results["tutorials_not_run"].items():
+        print(f"tutorial {name:14} not run: {why}")
     for name, i in results["inference"].items():
         print(f"inference {name:11} latency p50 {i['latency_ms_p50']:.2f} ms, p95 {i['latency_ms_p95']:.2f} ms; "
               f"{i['images_per_s']:.0f} images/s at batch {i['batch_size']} (median of 3 passes)")

@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_ZIP = ROOT.parent / "shared" / "datasets" / "dogs-vs-cats-train-10k.zip"
 FRAMEWORKS = NAMES
 FULL_DATASET = 25_000
+# bench.py --precision sets it for its child processes, which read their params through settings().
+PRECISION_VARIABLE = "DLCOMPARE_BENCH_PRECISION"
 
 
 def settings(quick: bool, frameworks: list[str]):
@@ -25,6 +27,8 @@ def settings(quick: bool, frameworks: list[str]):
     from dlcompare.params import load_params
 
     params = load_params(ROOT / "params.yaml", frameworks)
+    if os.environ.get(PRECISION_VARIABLE):
+        params = params.model_copy(update={"train": params.train.model_copy(update={"precision": os.environ[PRECISION_VARIABLE]})})
     if not quick:
         return params, {"train_images": 2048, "epochs": 6, "scale_epochs": 6, "prepare_repeats": 3, "gemm_n": 2048, "gemm_repeats": 5,
                         "latency_runs": 50, "tutorial_images": 2048, "full_dataset": FULL_DATASET}

@@ -86,7 +86,7 @@ def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
     x, y = load_split(prepared, "train")
     x, y = x[: sizes["train_images"]], y[: sizes["train_images"]]
     x_val, y_val = load_split(prepared, "val")
-    module = frameworks.load(framework)
+    module = frameworks.load(framework, precision=train.precision)
     engine = frameworks.REGISTRY[framework].runtime
     gemm, engine_settings = engine_gemm_gflops(engine, sizes["gemm_n"], sizes["gemm_repeats"])
 
@@ -102,6 +102,7 @@ def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
     bare_seconds = bare_steps(bare, x_float, y_float, train.batch_size, train.epochs)
     bare_rate, _ = epoch_rates(bare_seconds, images)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # training's (Keras' saving imports TensorFlow)
+    peak_device_mb = frameworks.runtime(engine).peak_device_mb()  # None on a CPU
 
     with tempfile.TemporaryDirectory() as scratch:
         implementation.save(Path(scratch) / "model")
@@ -132,7 +133,7 @@ def child_framework(framework: str, prepared: Path, quick: bool) -> dict:
         "train": {
             "images_per_s": ours, "bare_images_per_s": bare_rate, "first_epoch_overhead_s": first_overhead,
             "images_per_s_range": _rate_range(harness_seconds, images), "bare_images_per_s_range": _rate_range(bare_seconds, images),
-            "peak_rss_mb": peak_rss_mb,
+            "peak_rss_mb": peak_rss_mb, "peak_device_mb": peak_device_mb, "precision": train.precision,
             "gflops": 3 * flops * ours / 1e9, "flops_per_image": flops, "epochs_timed": train.epochs - 1,
         },
         "inference": {"latency_ms_p50": p50, "latency_ms_p95": p95, "images_per_s": statistics.median(rates),
@@ -161,7 +162,7 @@ def child_memory(framework: str, prepared: Path, quick: bool) -> dict:
         del big
         x = np.load(Path(scratch) / "x.npy", mmap_mode="r")
         y = np.resize(labels, n)
-        implementation = frameworks.load(framework).Implementation(spec, train, seed=0)
+        implementation = frameworks.load(framework, precision=train.precision).Implementation(spec, train, seed=0)
         implementation.build(spec.initial_weights(0))
         x_val, y_val = load_split(prepared, "val")
         session = TrainingSession(train=train, seed=0, batches=TrainBatches(x, y, train.batch_size, seed=0),

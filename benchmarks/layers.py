@@ -57,7 +57,7 @@ def child(engine: str, preset: str, quick: bool) -> dict:
     framework = native_framework(engine)
     params, sizes = settings(quick, [framework])
     params = at_scale(params, preset or params.model.preset)
-    module = frameworks.load(framework, params.train.threads)
+    module = frameworks.load(framework, params.train.threads, params.train.precision)
     spec, batch = architectures.from_params(params), params.train.batch_size
     repeats = 5 if quick else 20
     gemm, engine_settings = engine_gemm_gflops(engine, sizes["gemm_n"], sizes["gemm_repeats"])

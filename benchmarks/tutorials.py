@@ -14,6 +14,10 @@ import numpy as np
 from common import epoch_rates, settings
 from dlcompare.machine import available_cores
 
+# What each pipeline imports besides the framework it feeds: keras-io's image_dataset_from_directory returns a
+# tf.data pipeline on every Keras backend, so a machine without TensorFlow (a GPU machine) cannot run it.
+PIPELINE_NEEDS = {"keras-io": ("tensorflow",), "torch-loader": ("torch",)}
+
 
 def _epoch_timer(times: list):
     import keras
@@ -52,7 +56,7 @@ def child_tutorial(framework: str, source: Path, quick: bool) -> dict:
     from dlcompare import frameworks, architectures
 
     params, sizes = settings(quick, [framework])
-    frameworks.load(framework, params.train.threads)  # sets KERAS_BACKEND before Keras is imported
+    frameworks.load(framework, params.train.threads, params.train.precision)  # sets KERAS_BACKEND before Keras is imported
     frameworks.runtime(frameworks.REGISTRY[framework].runtime).configure(params.train.threads, 0)
     import keras
     import tensorflow as tf  # image_dataset_from_directory returns a tf.data pipeline on every backend
@@ -103,7 +107,7 @@ def child_loader_tutorial(framework: str, source: Path, quick: bool) -> dict:
     from dlcompare.batches import to_float
 
     params, sizes = settings(quick, [framework])
-    module = frameworks.load(framework, params.train.threads)
+    module = frameworks.load(framework, params.train.threads, params.train.precision)
     import torch
     from torch.utils.data import DataLoader, Dataset
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
+# ../shared beside the checkout; DLCOMPARE_DATASETS where it cannot be (a GPU machine: benchmarks/gpu_check.sh).
+DATASETS = Path(os.environ.get("DLCOMPARE_DATASETS", ROOT.parent / "shared" / "datasets"))
 KAGGLE_10K = DATASETS / "dogs-vs-cats-train-10k.zip"
 PETIMAGES_MINI = DATASETS / "petimages-mini.zip"
 BIN = Path(sys.executable).parent

@@ -4,7 +4,7 @@
 
 Each framework runs in a process of its own (Keras holds one backend per
 process); test_equivalence.py compares the saved arrays with the reference
-framework's. Every probe uses the real prepared photos.
+framework's (REFERENCE, below). Every probe uses the real prepared photos.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ DROPOUT_RATE = 0.3
 # 1e-4 the worst step differs by 2.4e-6 and the worst fit by 5.6e-4 (2026-12-02). The epsilon conventions still
 # differ by far more at 1e-4 than at 1e-7, so the Keras-epsilon adapters stay checked.
 ADAM_EPSILON = 1e-4
-# Residual unfairnesses planted in the reference, to show the tolerances would catch each.
+# Residual unfairnesses planted in the reference (and in every framework that can be one), to show the tolerances
+# would catch each.
 RESIDUAL_FAULTS = ("same_padding_at_stride_2", "shortcut_without_batch_norm", "zero_gamma_ignored")
 
 
@@ -88,8 +89,8 @@ def fit(module, prepared: Path, preset: str, planted: str = "") -> tuple[dict, l
 
 
 @contextmanager
-def residual_fault(module, fault: str):
-    """Plant `fault` in the reference (low-level TensorFlow) implementation while the block runs."""
+def tensorflow_fault(module, fault: str):
+    """Plant `fault` in low-level TensorFlow's implementation while the block runs."""
     import tensorflow as tf
 
     conv2d, conv_norm = tf.nn.conv2d, module.Network.conv_norm
@@ -112,6 +113,43 @@ def residual_fault(module, fault: str):
         yield
     finally:
         tf.nn.conv2d, module.Network.conv_norm = conv2d, conv_norm
+
+
+@contextmanager
+def pytorch_fault(module, fault: str):
+    """Plant `fault` in PyTorch's implementation while the block runs (the same three as tensorflow_fault)."""
+    import torch.nn.functional as F
+
+    conv_forward, block_forward = module.nn.Conv2d.forward, module.BasicBlock.forward
+
+    def same_at_stride_2(self, x):  # TensorFlow's "SAME" at stride 2: the odd padding pixel at the bottom and right
+        if self.stride[0] == 1 or self.padding[0] == 0:
+            return conv_forward(self, x)
+        total = max(self.kernel_size[0] - self.stride[0], 0)
+        x = F.pad(x, (total // 2, total - total // 2, total // 2, total - total // 2))
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0)
+
+    def shortcut_without_batch_norm(self, x):  # the shortcut's batch norm gets no gradient: Adam leaves it alone
+        y = self.conv1_bn(self.conv1(F.relu(self.conv0_bn(self.conv0(x)))))
+        return F.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+    if fault == "same_padding_at_stride_2":
+        module.nn.Conv2d.forward = same_at_stride_2
+    elif fault == "shortcut_without_batch_norm":
+        module.BasicBlock.forward = shortcut_without_batch_norm
+    try:
+        yield
+    finally:
+        module.nn.Conv2d.forward, module.BasicBlock.forward = conv_forward, block_forward
+
+
+# Frameworks that can be the reference, in order of preference, with the code that plants the residual faults in
+# each: the first one installed is the reference (low-level TensorFlow, where every formula is written out; PyTorch
+# on a machine without TensorFlow, such as the GPU machines). Every one of them that is installed plants the faults,
+# so CI checks both planters.
+PLANTERS = {"tensorflow": tensorflow_fault, "pytorch": pytorch_fault}
+INSTALLED = [name for name in frameworks.NAMES if not frameworks.missing_packages(name)]
+REFERENCE = next(name for name in PLANTERS if name in INSTALLED)
 
 
 def forward_and_steps(module, spec_of, images, batches, weights=None) -> dict[str, np.ndarray]:
@@ -148,7 +186,7 @@ def probe(name: str, prepared: Path) -> dict[str, np.ndarray]:
         out.update({f"fit/{preset}/{n}": v for n, v in weights.items()})
         out[f"fit_history/{preset}"] = np.array([[epoch[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")]
                                                  for epoch in history])
-    if name == REFERENCE:
+    if name in PLANTERS:
         for planted in ("schedule_offset", "batch_order"):
             weights, _ = fit(module, prepared, "plain_cnn", planted)
             out.update({f"planted_{planted}/{n}": v for n, v in weights.items()})
@@ -157,7 +195,7 @@ def probe(name: str, prepared: Path) -> dict[str, np.ndarray]:
             weights = spec_of(0.0).initial_weights(SEED)
             if fault == "zero_gamma_ignored":
                 weights = {n: np.ones_like(v) if n.endswith("gamma") else v for n, v in weights.items()}
-            with residual_fault(module, fault):
+            with PLANTERS[name](module, fault):
                 computed = forward_and_steps(module, spec_of, images, TrainBatches(x, y, 16, seed=0, shift=0.125), weights)
             out.update({f"planted_{fault}/{key}": value for key, value in computed.items()})
 
@@ -183,8 +221,6 @@ def probe(name: str, prepared: Path) -> dict[str, np.ndarray]:
     out["runtime"] = np.array(json.dumps(implementation.runtime))
     return out
 
-
-REFERENCE = "tensorflow"
 
 if __name__ == "__main__":
     framework, prepared_dir, output = sys.argv[1:]

@@ -65,8 +65,8 @@ def loopback(tmp_path_factory):
     env = dict(os.environ, **extra, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     started = []
 
-    def start(args: list[str], log: str) -> subprocess.Popen:
-        process = subprocess.Popen(args, env=env, stdout=open(base / log, "w"), stderr=subprocess.STDOUT,
+    def start(args: list[str], log: str, **node_env: str) -> subprocess.Popen:
+        process = subprocess.Popen(args, env={**env, **node_env}, stdout=open(base / log, "w"), stderr=subprocess.STDOUT,
                                    start_new_session=True)
         started.append(process)
         return process
@@ -101,10 +101,11 @@ def loopback(tmp_path_factory):
 
     wait_for(alive_nodes, 60, "the Ray head")
 
-    def add_node() -> subprocess.Popen:
+    def add_node(**node_env: str) -> subprocess.Popen:
+        """A second node; its tasks see `node_env` (DLCOMPARE_HOST: a node that plays another machine)."""
         before = alive_nodes()
         node = start([str(BIN / "ray"), "start", "--block", f"--address={address}", "--node-ip-address=127.0.0.1",
-                      "--num-cpus=1"], f"ray-node-{len(started)}.log")
+                      "--num-cpus=1"], f"ray-node-{len(started)}.log", **node_env)
         wait_for(lambda: alive_nodes() > before, 60, "the second Ray node")
         return node
 
@@ -137,7 +138,7 @@ def headline(project: Path) -> dict:
 
 def test_matrix_on_two_nodes_matches_one_machine_and_a_fresh_clone_trains_nothing(loopback):
     env = loopback["env"]
-    loopback["add_node"]()
+    loopback["add_node"](DLCOMPARE_HOST="second-machine")  # a node that plays a different machine
     assert loopback["alive_nodes"]() == 2
     project = cluster_project(loopback, "matrix")
     cells = loopback["base"] / "cells"
@@ -154,6 +155,17 @@ def test_matrix_on_two_nodes_matches_one_machine_and_a_fresh_clone_trains_nothin
     assert "Running stage 'train@" not in out and "Running stage 'compare'" in out, out
     nodes = {line.split("on node ")[1].split()[0] for line in out.splitlines() if " trained on node " in line}
     assert len(nodes) == 2, out  # both nodes took cells
+
+    # Two machines: their runs' epoch rates are not pooled into one figure per framework, nor into the headline.
+    comparison = json.loads((project / "reports" / "comparison.json").read_text())
+    machines = comparison["machines"]
+    assert len(machines) == 2 and "second-machine" in machines, machines
+    assert sorted(run for m in machines.values() for run in m["runs"]) == ["jax-0", "jax-1", "pytorch-0", "pytorch-1"]
+    assert all(entry["epoch_images_per_s"] is None for entry in comparison["frameworks"].values())
+    assert not any("images_per_s" in entry for entry in json.loads((project / "metrics" / "compare.json").read_text()).values())
+    report = (project / "reports" / "comparison.md").read_text()
+    assert "Runs trained on 2 machines" in report and "(host second-machine)" in report, report
+    assert comparison["speed_design"]["machine"]["host"] != "second-machine"  # the speed stage ran on the head alone
     assert not any(cells.iterdir()), "a cell left its clone behind"
 
     # The record: commit what dvc repro wrote, push git and the DVC cache; a fresh clone pulls and recomputes nothing.
@@ -177,6 +189,8 @@ def test_matrix_on_two_nodes_matches_one_machine_and_a_fresh_clone_trains_nothin
     alone = run_tool(["dvc", "repro"], single, extra_env=env).stdout
     assert "Running stage 'train@jax-1'" in alone
     assert headline(single) == headline(project)
+    one_machine = json.loads((single / "metrics" / "compare.json").read_text())
+    assert all(one_machine[name]["images_per_s"] > 0 for name in ("pytorch", "jax"))  # one machine: pooled
     # Down to the last bit of every run's test loss and AUC, which differ from run to run (so equal means the same run).
     scores = {}
     for where in (project, single):
@@ -246,3 +260,14 @@ def test_what_stops_the_command_is_one_line_before_any_work(tmp_path):
     run_tool(["git", "commit", "-qam", "remote, edit"], project)
     run_tool(["git", "push", "-q"], project)
     refused("no Ray cluster answers there")
+
+
+def test_gpu_cells_on_a_cluster_without_gpus_are_refused_in_one_line(loopback):
+    """--gpus-per-cell reserves GPUs through Ray; where no node has them, Ray would wait for ever: one line instead."""
+    project = cluster_project(loopback, "gpus")
+    result = run_tool([str(BIN / "dlcompare"), "cluster", "run", "--address", loopback["address"], "--gpus-per-cell", "1"],
+                      project, extra_env=loopback["env"], check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("dlcompare: error: --gpus-per-cell 1: no node of the Ray cluster has that many GPUs"), line
+    assert not (project / "data" / "prepared").exists()

@@ -68,6 +68,15 @@ def test_compare_writes_statistics_for_every_framework_and_pair(compared):
         assert ratio["sentence"].startswith(("pytorch is faster", "jax is faster", "pytorch and jax cannot"))
     rounds = (compared / "speed" / "rounds.csv").read_text().splitlines()
     assert len(rounds) == 1 + 2 * 2  # header, two frameworks in each of two rounds
+    # Every run says where it trained and at which precision; one machine here, so the epoch rates are pooled.
+    (host, machine), = result["machines"].items()
+    assert len(machine["runs"]) == 6 and machine["cores"] >= 1 and machine["cpu"] and machine["gpus"]
+    train = json.loads((compared / "metrics" / "train" / "jax-1.json").read_text())
+    assert train["machine"]["host"] == host and train["precision"] == "float32"
+    assert train["runtime"]["precision"] == "jax_default_matmul_precision float32"
+    assert "peak_device_mb" not in train or train["machine"]["gpus"] != "none"  # a GPU figure only where one was used
+    for entry in result["frameworks"].values():
+        assert entry["epoch_images_per_s"] == next(iter(entry["epoch_images_per_s_by_machine"].values())) > 0
 
 
 def test_every_figure_is_a_png_and_the_report_is_complete(compared):
@@ -88,6 +97,7 @@ def test_every_figure_is_a_png_and_the_report_is_complete(compared):
         assert len(rows) >= 3, f"table {table_header!r} has no rows"
     for name in FIGURES:
         assert f"../plots/compare/{name}.png" in report
+    assert "- **Runs trained on** " in report and ": all 6." in report and "- **Precision** (`train.precision`): float32." in report
 
 
 def test_dvc_shows_the_headline_and_overlays_every_run(compared):

@@ -3,8 +3,9 @@
 Each framework runs every probe in tests/framework_probe.py in a process of
 its own (Keras holds one backend per process) on real photos; here the
 saved arrays are compared with the reference's (low-level TensorFlow, where
-every formula is written out). Dropout is off wherever numbers are compared,
-because its random stream is each framework's own; it is tested on its own.
+every formula is written out; PyTorch where TensorFlow is not installed).
+Dropout is off wherever numbers are compared, because its random stream is
+each framework's own; it is tested on its own.
 """
 
 from __future__ import annotations
@@ -17,8 +18,15 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, env_with_venv
-from framework_probe import DROPOUT_RATE, FIT_SPECS, REFERENCE, RESIDUAL_FAULTS, SPECS
+from framework_probe import DROPOUT_RATE, FIT_SPECS, INSTALLED, PLANTERS, REFERENCE, RESIDUAL_FAULTS, SPECS
 from dlcompare.frameworks import FIT_TOLERANCE, NAMES, STEP_TOLERANCE
+
+# Every registered framework; one whose packages are not installed here (a GPU machine without TensorFlow) is
+# skipped with that reason. The project's own environment installs all of them (test_registry checks it), so CI
+# skips none.
+FRAMEWORKS = [pytest.param(name, marks=pytest.mark.skipif(name not in INSTALLED, reason=f"{name} is not installed here"))
+              for name in NAMES]
+REFERENCES = [name for name in PLANTERS if name in INSTALLED]
 
 # pytest-xdist runs this module on one worker, so the equivalence probes are computed once.
 pytestmark = pytest.mark.xdist_group("equivalence")
@@ -61,7 +69,7 @@ def compared(results: dict, prefix: str) -> dict:
     return {key: value for key, value in matching(results, prefix).items() if not key.startswith("init/")}
 
 
-@pytest.mark.parametrize("framework", NAMES)
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("architecture", sorted(SPECS))
 def test_starts_from_the_canonical_weights_and_gives_the_same_forward_pass(framework, architecture, probes):
     ours, reference = matching(probes(framework), f"{architecture}/"), matching(probes(REFERENCE), f"{architecture}/")
@@ -82,7 +90,7 @@ def test_starts_from_the_canonical_weights_and_gives_the_same_forward_pass(frame
                         "after a training-mode pass")
 
 
-@pytest.mark.parametrize("framework", NAMES)
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("architecture", sorted(SPECS))
 def test_three_optimiser_steps_leave_the_same_weights(framework, architecture, probes):
     ours, reference = matching(probes(framework), f"{architecture}/"), matching(probes(REFERENCE), f"{architecture}/")
@@ -94,11 +102,13 @@ def test_three_optimiser_steps_leave_the_same_weights(framework, architecture, p
     assert len(moved) == len(start), "every weight (and batch-norm statistic) should have changed"
 
 
+@pytest.mark.parametrize("reference", REFERENCES)
 @pytest.mark.parametrize("fault", RESIDUAL_FAULTS)
-def test_each_planted_residual_fault_is_far_outside_the_tolerance(fault, probes):
+def test_each_planted_residual_fault_is_far_outside_the_tolerance(fault, reference, probes):
     """The reference with TensorFlow's one-sided "SAME" padding at stride 2, a projection shortcut without its
-    batch norm, or every gamma at one despite zero_init_residual: the tests above would fail each."""
-    reference = probes(REFERENCE)
+    batch norm, or every gamma at one despite zero_init_residual: the tests above would fail each (checked for
+    every framework that can be the reference)."""
+    reference = probes(reference)
     fair, planted = compared(reference, "resnet_bn/"), compared(reference, f"planted_{fault}/")
     shared = fair.keys() & planted.keys()
     worst = max(np.max(np.abs(planted[key] - fair[key])) for key in shared)
@@ -115,7 +125,7 @@ def test_zero_init_residual_starts_every_block_as_the_identity_branch():
             assert (value == 0).all() == (name.removesuffix("/bn/gamma") in last), name
 
 
-@pytest.mark.parametrize("framework", NAMES)
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("preset", sorted(FIT_SPECS))
 def test_three_epoch_fit_through_its_own_loop_ends_where_the_reference_does(framework, preset, probes):
     """The framework's own loop with the cosine schedule: a batch order reused across epochs or a learning
@@ -124,14 +134,15 @@ def test_three_epoch_fit_through_its_own_loop_ends_where_the_reference_does(fram
     final, reference_final = matching(ours, f"fit/{preset}/"), matching(reference, f"fit/{preset}/")
     assert_same_weights(final, reference_final, "after 3 epochs", FIT_TOLERANCE)
     np.testing.assert_allclose(ours[f"fit_history/{preset}"], reference[f"fit_history/{preset}"], atol=1e-3)
-    plain_final = matching(reference, "fit/plain_cnn/")
-    for planted in ("schedule_offset", "batch_order"):
-        unfair = matching(reference, f"planted_{planted}/")
-        worst = max(np.max(np.abs(unfair[name] - plain_final[name])) for name in plain_final)
-        assert worst > 20 * FIT_TOLERANCE["atol"], f"the planted {planted} must be visible far beyond the tolerance"
+    for planter in REFERENCES:
+        plain_final, planted_in = matching(probes(planter), "fit/plain_cnn/"), probes(planter)
+        for planted in ("schedule_offset", "batch_order"):
+            unfair = matching(planted_in, f"planted_{planted}/")
+            worst = max(np.max(np.abs(unfair[name] - plain_final[name])) for name in plain_final)
+            assert worst > 20 * FIT_TOLERANCE["atol"], f"{planter}: the planted {planted} must show far beyond the tolerance"
 
 
-@pytest.mark.parametrize("framework", NAMES)
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_dropout_zeroes_the_rate_and_scales_survivors(framework, probes):
     """One unit, positive for every image, read by the output: its logit is either 0 or unit / (1 - rate)."""
     ours = probes(framework)
@@ -146,7 +157,7 @@ def test_dropout_zeroes_the_rate_and_scales_survivors(framework, probes):
     np.testing.assert_allclose(ratio[~zeroed], 1 / (1 - DROPOUT_RATE), rtol=1e-4)
 
 
-@pytest.mark.parametrize("framework", NAMES)
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("preset", sorted(FIT_SPECS))
 def test_saved_and_reloaded_model_predicts_what_the_trained_one_does(framework, preset, probes):
     ours = probes(framework)
@@ -154,8 +165,10 @@ def test_saved_and_reloaded_model_predicts_what_the_trained_one_does(framework, 
     assert ours[f"in_memory_forward/{preset}"].std() > 1e-3
 
 
-@pytest.mark.parametrize("framework", NAMES)
-def test_runtime_records_threads_and_determinism(framework, probes):
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_runtime_records_threads_determinism_and_strict_float32(framework, probes):
     runtime = json.loads(str(probes(framework)["runtime"]))
-    assert {"intra_op", "inter_op", "gpus", "deterministic"} <= set(runtime)
+    assert {"intra_op", "inter_op", "gpus", "deterministic", "precision"} <= set(runtime)
     assert runtime["intra_op"] >= 1
+    # The probes run at train.precision's default, float32: TF32 off in every engine.
+    assert runtime["precision"] in ("CUDA matmul ieee, cuDNN conv ieee", "TF32 off", "jax_default_matmul_precision float32")

@@ -1,14 +1,15 @@
 """A second virtual environment with only the core and the PyTorch extra: no TensorFlow, no JAX, no Keras.
 
 The pipeline must run to the end there with train.frameworks: [pytorch], the benchmark must measure
-pytorch although params.yaml lists all six (as on a GPU machine without TensorFlow), and
-selecting a framework whose packages are missing must be one line naming the
-extra, before any stage does work.
+pytorch although params.yaml lists all six (as on a GPU machine without TensorFlow), the equivalence
+tests must run against PyTorch as their reference, and selecting a framework whose packages are missing
+must be one line naming the extra, before any stage does work.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -33,9 +34,10 @@ def torch_only_venv(tmp_path_factory):
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # pytest too: the equivalence tests must run here as on a GPU machine without TensorFlow.
     installed = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "--quiet", "-e", f"{source}[torch]", "-c", str(source / "frameworks.lock")],
-        capture_output=True, text=True)
+        [str(venv / "bin" / "pip"), "install", "--quiet", "-e", f"{source}[torch]", "pytest", "pytest-xdist",
+         "-c", str(source / "frameworks.lock")], capture_output=True, text=True)
     assert installed.returncode == 0, installed.stderr[-3000:]
     return venv / "bin"
 
@@ -111,3 +113,21 @@ def test_bench_of_pytorch_runs_where_only_torch_is_installed(torch_only_venv, tm
     assert figures["machine"]["frameworks_imported_by_the_parent"] == []
     assert pytorch["frameworks_imported"] == ["torch"]
     assert figures["engines"]["torch"]["gemm_n"] == 256  # --quick on a CPU: no GPU-sized matrices
+
+
+def test_equivalence_tests_run_without_tensorflow_against_pytorch(torch_only_venv, tmp_path):
+    """As on a GPU machine without TensorFlow: PyTorch becomes the reference, the faults planted in it still fall
+    far outside the tolerances, and each framework that is not installed is skipped with that reason."""
+    reference = run_in(torch_only_venv, ["python", "-c", "import framework_probe; print(framework_probe.REFERENCE)"],
+                       ROOT / "tests")
+    assert reference.stdout.strip() == "pytorch", reference.stderr[-2000:]
+    ran = run_in(torch_only_venv, ["python", "-m", "pytest", str(ROOT / "tests" / "test_equivalence.py"), "-n0", "-q",
+                                   "-p", "no:cacheprovider", "-rs"], tmp_path)
+    out = ran.stdout
+    assert ran.returncode == 0, out[-3000:]
+    passed, skipped = (int(re.search(rf"(\d+) {word}", out).group(1)) for word in ("passed", "skipped"))
+    # Per framework-parametrized test, the five frameworks other than pytorch are skipped, never failed.
+    assert "failed" not in out and passed > 0 and skipped > 0
+    for name in ("tensorflow", "keras", "jax", "keras-jax", "keras-torch"):
+        assert f"{name} is not installed here" in out, out[-3000:]
+    assert "pytorch is not installed" not in out

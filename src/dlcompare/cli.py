@@ -254,6 +254,8 @@ def cluster_run(
     git_remote: str = typer.Option("origin", help="Git remote the nodes clone the commit from (HEAD must be pushed)."),
     retries: int = typer.Option(1, min=0, help="Times a cell is retried on another node when its node dies."),
     cpus_per_cell: int = typer.Option(None, min=1, help="CPUs a cell reserves; default: the smallest node's, so one cell per node."),
+    gpus_per_cell: int = typer.Option(0, min=0, help="GPUs a cell reserves (Ray hands it only those: CUDA_VISIBLE_DEVICES), so "
+                                                     "no two cells share a GPU; 0 = CPU cells."),
     workdir: str = typer.Option(None, help="Scratch folder on each node for the cells' clones (default: the system temp folder)."),
 ) -> None:
     """Train and evaluate every missing framework x seed cell on a Ray cluster, then dvc repro --pull here.
@@ -262,7 +264,7 @@ def cluster_run(
     each node's environment, never from git). Run it again after a failure: only the missing cells run."""
     from dlcompare.cluster import run as run_cluster
 
-    run_cluster(address, set_, git_remote, retries, cpus_per_cell, workdir, echo=typer.echo)
+    run_cluster(address, set_, git_remote, retries, cpus_per_cell, workdir, gpus_per_cell, echo=typer.echo)
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def _check_reachable(address: str) -> None:
 
 
 def run(address: str, overrides: list[str], git_remote: str, retries: int, cpus_per_cell: int | None,
-        workdir: str | None, echo=print) -> dict:
+        workdir: str | None, gpus_per_cell: int = 0, echo=print) -> dict:
     """Run every missing cell of the matrix on the cluster, then `dvc repro --pull` here; returns per-cell results."""
     from dlcompare.params import DEFAULT_PARAMS, load_params
 
@@ -110,6 +110,11 @@ def run(address: str, overrides: list[str], git_remote: str, retries: int, cpus_
     nodes = [node for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU", 0) > 0]
     if not nodes:
         raise UserError(f"--address {address}: the Ray cluster has no node with CPUs; start one with ray start --num-cpus=N")
+    if gpus_per_cell:  # Ray would otherwise wait for such a node for ever
+        nodes = [node for node in nodes if node["Resources"].get("GPU", 0) >= gpus_per_cell]
+        if not nodes:
+            raise UserError(f"--gpus-per-cell {gpus_per_cell}: no node of the Ray cluster has that many GPUs; start "
+                            "the GPU nodes with ray start --num-gpus=N, or leave the option out for CPU cells")
 
     echo("cluster: preparing the data here and pushing it to the DVC remote")
     _dvc("repro", "--quiet", "prepare")
@@ -120,9 +125,10 @@ def run(address: str, overrides: list[str], git_remote: str, retries: int, cpus_
         "params": Path(DEFAULT_PARAMS).read_text(), "lock": Path("dvc.lock").read_text(),
     }
     cells = [(framework, seed) for framework in params.train.frameworks for seed in params.train.seeds]
+    gpus = f" and {gpus_per_cell} GPU(s)" if gpus_per_cell else ""
     echo(f"cluster: {len(cells)} cells ({len(params.train.frameworks)} frameworks x {len(params.train.seeds)} seeds) "
-         f"on {len(nodes)} nodes, {cpus} CPU(s) each, commit {commit[:12]}")
-    task = ray.remote(run_cell).options(num_cpus=cpus, max_retries=retries)
+         f"on {len(nodes)} nodes, {cpus} CPU(s){gpus} each, commit {commit[:12]}")
+    task = ray.remote(run_cell).options(num_cpus=cpus, num_gpus=gpus_per_cell, max_retries=retries)
     pending = {task.remote({**base, "framework": framework, "seed": seed}): run_name(framework, seed)
                for framework, seed in cells}
     results = {}

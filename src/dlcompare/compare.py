@@ -54,6 +54,25 @@ def _epoch_rate(runs, train, histories) -> float:
     return _median(train[r]["images_per_epoch"] / s for r in runs for s in steady_epochs(histories[r]["train_seconds"]))
 
 
+UNRECORDED = {"host": "unrecorded", "cpu": "not recorded (a run from before machines were recorded)", "cores": 0,
+              "gpus": "not recorded"}
+
+
+def machines_of(train: dict) -> dict[str, dict]:
+    """host -> the machine's record and the runs trained on it (`dlcompare cluster run` spreads runs over machines)."""
+    machines: dict[str, dict] = {}
+    for run, metrics in train.items():
+        record = metrics.get("machine", UNRECORDED)
+        machines.setdefault(record["host"], {**record, "runs": []})["runs"].append(run)
+    return machines
+
+
+def _epoch_rates_by_machine(runs, train, histories) -> dict[str, float]:
+    """The runs' epoch rate per machine they ran on: rates from different machines are never pooled."""
+    hosts = {r: train[r].get("machine", UNRECORDED)["host"] for r in runs}
+    return {host: _epoch_rate([r for r in runs if hosts[r] == host], train, histories) for host in dict.fromkeys(hosts.values())}
+
+
 def _time_to_accuracy(histories: list[dict]) -> dict:
     """Per validation-accuracy target: the median over the seeds that reached it, and how many did."""
     records = [[{"train_seconds": s, "val_accuracy": a} for s, a in zip(h["train_seconds"], h["val_accuracy"])]
@@ -98,7 +117,7 @@ def _framework_summary(name, seeds, train, evaluate, correct, predictions, histo
         "roc_auc_ci95": list(auc_ci),  # test images only, averaged over the seeds run
         # The speed stage's geometric means over interleaved rounds, with their intervals.
         **{figure: speed[figure]["frameworks"][name] for figure in ("train_images_per_s", "latency_ms", "inference_images_per_s")},
-        "epoch_images_per_s": _epoch_rate(runs, train, histories),
+        "epoch_images_per_s_by_machine": _epoch_rates_by_machine(runs, train, histories),
         "evaluate_images_per_s": _median(evaluate[r]["images_per_s"] for r in runs),
         "time_to_accuracy_s": _time_to_accuracy([histories[r] for r in runs]),
         "epoch_median_s": _median(train[r]["seconds"]["epoch_median"] for r in runs),
@@ -136,16 +155,17 @@ def _pair_summary(a, b, seeds, evaluate, correct, accuracy, speed) -> dict:
 
 def headline(result: dict) -> dict:
     """What `dvc exp show` and `dvc metrics diff` display: per framework test accuracy with its 95 % interval,
-    training images/s (steady-state median) and peak memory; per pair the accuracy difference and whether it is
-    claimed. DVC drops lists from metrics, so an interval is two keys."""
+    training images/s (the runs' steady-state median, where they all shared one machine) and peak memory; per pair
+    the accuracy difference and whether it is claimed. DVC drops lists from metrics, so an interval is two keys."""
     table = {}
     for name, entry in result["frameworks"].items():
         low, high = entry["accuracy_ci95"]
         # Short keys: `dvc exp show` makes one column of each, headed framework.key; six `<name>.acc` columns
         # and the experiment names fit in 120 characters.
-        table[name] = {"acc": round(entry["accuracy_mean"], 4), "ci_low": round(low, 4), "ci_high": round(high, 4),
-                       "images_per_s": round(entry["epoch_images_per_s"], 1),
-                       "peak_mb": round(entry["peak_rss_mb"])}
+        table[name] = {"acc": round(entry["accuracy_mean"], 4), "ci_low": round(low, 4), "ci_high": round(high, 4)}
+        if entry["epoch_images_per_s"] is not None:  # absent where the runs span machines (no pooled rate)
+            table[name]["images_per_s"] = round(entry["epoch_images_per_s"], 1)
+        table[name]["peak_mb"] = round(entry["peak_rss_mb"])
     for key, pair in result["pairs"].items():
         table[key.replace("_vs_", "-vs-")] = {"diff": round(pair["accuracy_diff"], 4), "significant": pair["significant"]}
     return table
@@ -195,11 +215,17 @@ def compare(params: Params, metrics_root: Path = Path("metrics"), plots_root: Pa
 
     per_framework = {f: _framework_summary(f, seeds, train, evaluate, correct, predictions, histories, speed, data, params)
                      for f in frameworks}
+    machines = machines_of(train)
+    for entry in per_framework.values():
+        # One figure per framework only where every run of the matrix shared one machine: across machines the
+        # frameworks' epoch rates would compare the machines as much as the frameworks.
+        by_machine = entry["epoch_images_per_s_by_machine"]
+        entry["epoch_images_per_s"] = next(iter(by_machine.values())) if len(machines) == 1 else None
     accuracy = stats.accuracy_comparisons({f: np.stack([correct[run_name(f, s)] for s in seeds]) for f in frameworks})
     pairs = {f"{a}_vs_{b}": _pair_summary(a, b, seeds, evaluate, correct, accuracy[f"{a}_vs_{b}"], speed)
              for a, b in combinations(frameworks, 2)}
     result = {"n_test": int(len(reference)), "seeds": list(seeds), "frameworks": per_framework, "pairs": pairs,
-              "speed_design": speed["design"], "speed_cost_seconds": speed["cost_seconds"]}
+              "speed_design": speed["design"], "speed_cost_seconds": speed["cost_seconds"], "machines": machines}
 
     with building_dir(plots_root / "compare") as figures:
         plots.accuracy(per_framework, PAPER, figures / "accuracy.png", n_test=len(reference))

@@ -79,7 +79,7 @@ def evaluate(framework: str, seed: int, params: Params, prepared: Path = Path("d
         raise UserError(f"{model_dir}: no trained model; run `dlcompare train --framework {framework} --seed {seed}` first")
     classes = load_info(prepared, params.prepare.image_size)["classes"]
     x_test, y_test = load_split(prepared, "test")
-    predict = frameworks.load(framework, params.train.threads).load_predictor(model_dir, params.train.threads)
+    predict = frameworks.load(framework, params.train.threads, params.train.precision).load_predictor(model_dir, params.train.threads)
 
     batches = EvalBatches(x_test, None, params.evaluate.batch_size)
     predict(batches.batch(0))  # trace/compile outside the timed passes

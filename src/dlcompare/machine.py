@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 
@@ -25,7 +27,30 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine() or "unknown"
 
 
+def gpus() -> str:
+    """The NVIDIA GPUs this process may use, as "name (driver version)"; "none" without any (or without nvidia-smi)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return "none"
+    try:
+        listed = subprocess.run([smi, "--query-gpu=index,name,driver_version", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "none"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # what Ray (`cluster run --gpus-per-cell`) gives a cell
+    found = []
+    for line in listed.strip().splitlines():
+        index, name, driver = (part.strip() for part in line.split(",", 2))
+        if visible is None or index in visible.split(","):
+            found.append(f"{name} (driver {driver})")
+    return "; ".join(found) or "none"
+
+
 def machine() -> dict:
-    """What a measurement ran on (the host name hashed): speed samples from different machines are never pooled."""
-    return {"host": hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12], "cpu": cpu_model(),
-            "cores": available_cores()}
+    """What a run or a measurement ran on: speed samples from different machines are never pooled.
+
+    The host is its name hashed, or DLCOMPARE_HOST where host names do not tell machines apart (containers that
+    share one, or a test that plays a second machine).
+    """
+    host = os.environ.get("DLCOMPARE_HOST") or hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]
+    return {"host": host, "cpu": cpu_model(), "cores": available_cores(), "gpus": gpus()}

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dlcompare.errors import UserError
 from dlcompare import frameworks
-from dlcompare.frameworks import NAMES, REGISTRY
+from dlcompare.frameworks import NAMES, PRECISIONS, REGISTRY
 from dlcompare.architectures import PRESETS
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -98,6 +98,7 @@ class TrainParams(Section):
     adam_epsilon: float = Field(default=1e-7, gt=0.0)
     augment: AugmentParams = AugmentParams()
     threads: int = Field(default=0, ge=0)
+    precision: Literal[PRECISIONS] = "float32"
 
     @property
     def warmup_epochs(self) -> int:

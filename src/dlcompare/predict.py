@@ -58,7 +58,7 @@ def predict(paths: list[Path], params: Params, prepared: Path = Path("data/prepa
         # Each framework in a process of its own: Keras can hold only one backend per process.
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             probability, load_seconds, predict_seconds = pool.submit(
-                _probabilities, framework, Path(models) / run, params.train.threads, images).result()
+                _probabilities, framework, Path(models) / run, params.train.threads, params.train.precision, images).result()
         on_timing(run, load_seconds, predict_seconds)
         for path, p in zip(paths, probability):
             dog = bool(p > threshold)
@@ -67,10 +67,10 @@ def predict(paths: list[Path], params: Params, prepared: Path = Path("data/prepa
     return rows
 
 
-def _probabilities(framework: str, model_dir: Path, threads: int, images: np.ndarray) -> tuple[np.ndarray, float, float]:
+def _probabilities(framework: str, model_dir: Path, threads: int, precision: str, images: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Probabilities, the seconds spent importing the framework and loading the model, and the seconds predicting."""
     started = time.perf_counter()
-    predictor = frameworks.load(framework, threads).load_predictor(model_dir, threads)
+    predictor = frameworks.load(framework, threads, precision).load_predictor(model_dir, threads)
     loaded = time.perf_counter()
     probability = predictor(images)
     return probability, loaded - started, time.perf_counter() - loaded

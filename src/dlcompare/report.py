@@ -57,8 +57,29 @@ def _versions() -> str:
 def _runtime(name: str, entry: dict) -> str:
     r = entry["runtime"]
     versions = ", ".join(f"{package} {version}" for package, version in entry["versions"].items())
+    precision = f", float32 arithmetic: {r['precision']}" if "precision" in r else ""  # runs from before it was recorded lack it
     return (f"{versions}; threads intra-op {r['intra_op']}, inter-op {r['inter_op']}, GPUs {r['gpus']}, "
-            f"bitwise deterministic {'yes' if r['deterministic'] else 'no'}")
+            f"bitwise deterministic {'yes' if r['deterministic'] else 'no'}{precision}")
+
+
+def _machines(result: dict) -> list[str]:
+    """Where the runs trained: each machine and its runs; with more than one, why no run timing is pooled."""
+    def described(host: str, m: dict) -> str:
+        return f"{m['cpu']}, {m['cores']} cores, GPUs: {m['gpus']} (host {host})"
+
+    machines = result["machines"]
+    if len(machines) == 1:
+        (host, m), = machines.items()
+        return [f"- **Runs trained on** {described(host, m)}: all {len(m['runs'])}."]
+    return ([f"- **Runs trained on {len(machines)} machines**, so their epoch rates are given per machine and none is "
+             "pooled or compared across frameworks (the speed verdicts come from the speed stage, on one machine):"]
+            + [f"  - {described(host, m)}: {', '.join(m['runs'])}." for host, m in machines.items()])
+
+
+def _epoch_rate(entry: dict) -> str:
+    if entry["epoch_images_per_s"] is not None:
+        return f"{entry['epoch_images_per_s']:,.0f}"
+    return "; ".join(f"{rate:,.0f} (host {host})" for host, rate in entry["epoch_images_per_s_by_machine"].items())
 
 
 def _speed(per_framework: dict, pairs: dict, figure: str) -> list[str]:
@@ -172,6 +193,8 @@ def write_report(path: Path, result: dict, data: dict, params, figures_dir: Path
         f"{design['rounds']} rounds of {design['train_images']:,} training images × {design['timed_epochs']} timed "
         f"epoch(s) after a warm-up epoch, {design['inference_images']:,} test images per batched pass, "
         f"{design['latency_calls']} latency calls; {result['speed_cost_seconds'] / 60:.1f} min in all.",
+        *_machines(result),
+        f"- **Precision** (`train.precision`): {t.precision}.",
         *[f"- **{name}**: {_runtime(name, entry)}." for name, entry in per_framework.items()],
         "",
         "## Results",
@@ -191,7 +214,7 @@ def write_report(path: Path, result: dict, data: dict, params, figures_dir: Path
         lines.append(
             f"| {name} | {e['seeds']} | {_percent(e['accuracy_mean'])} | {100 * low:.2f}–{100 * high:.2f} % | "
             f"{e['roc_auc_mean']:.4f} [{e['roc_auc_ci95'][0]:.4f}, {e['roc_auc_ci95'][1]:.4f}] | {_with_interval(e['train_images_per_s'])} | "
-            f"{e['epoch_images_per_s']:,.0f} | {e['first_epoch_s']:.1f} | "
+            f"{_epoch_rate(e)} | {e['first_epoch_s']:.1f} | "
             f"{e['peak_rss_mb']:,.0f} | {_with_interval(e['latency_ms'], 2)} | {_with_interval(e['inference_images_per_s'])} | "
             f"{e['params']:,} | {_effort(e['statements'])} |"
         )

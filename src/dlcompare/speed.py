@@ -55,7 +55,7 @@ def measure(framework: str, params: Params, prepared: Path) -> dict:
     x_test, _ = load_split(prepared, "test")
     train = t.model_copy(update={"epochs": 1 + s.timed_epochs, "warmup_fraction": 0.0})
     batches = TrainBatches(x[: s.train_images], y[: s.train_images], t.batch_size, 0, t.augment.flip, t.augment.shift)
-    module = frameworks.load(framework, t.threads)
+    module = frameworks.load(framework, t.threads, t.precision)
     spec = architectures.from_params(params)
     implementation = module.Implementation(spec, train, seed=0)
     implementation.build(spec.initial_weights(0))

@@ -21,6 +21,7 @@ from dlcompare.atomic import building_dir, write_json
 from dlcompare.batches import TrainBatches
 from dlcompare.effort import coding_effort
 from dlcompare.errors import UserError
+from dlcompare.machine import machine
 from dlcompare import architectures
 from dlcompare.params import FRAMEWORKS, Params
 from dlcompare.prepared import load_info, load_split
@@ -128,7 +129,7 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
     data_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    module = frameworks.load(framework, params.train.threads)
+    module = frameworks.load(framework, params.train.threads, params.train.precision)
     import_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -167,6 +168,7 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
     _log_curves(curves_dir / run, history)
 
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    device_mb = frameworks.runtime(frameworks.REGISTRY[framework].runtime).peak_device_mb()
     # Keras' saving imports TensorFlow on every backend where it is installed (0.7 GB, and C++ start-up lines on
     # stderr); training did not need it, so the peak is taken before and those lines are hidden.
     with building_dir(models / run) as directory, frameworks.native_stderr_hidden():
@@ -193,11 +195,14 @@ def train(framework: str, seed: int, params: Params, prepared: Path = Path("data
         "time_to_accuracy": time_to_accuracy(history),
         "images_per_epoch": batches.steps * batches.batch_size,
         "peak_rss_mb": round(peak_rss_mb, 1),
+        **({"peak_device_mb": round(device_mb, 1)} if device_mb is not None else {}),  # a GPU's, where one was used
         "params": spec.parameter_count(),
         "flops_per_image": spec.flops_per_image(),
         "statements": coding_effort(frameworks.source_file(framework)),  # model, training_loop, adapters
         "runtime": implementation.runtime,
         "versions": frameworks.installed_versions(framework),
+        "precision": params.train.precision,
+        "machine": machine(),
     }
     write_json(metrics_dir / f"{run}.json", metrics)
     return metrics

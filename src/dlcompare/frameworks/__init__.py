@@ -88,6 +88,10 @@ NAMES = tuple(REGISTRY)
 STEP_TOLERANCE = {"atol": 1e-4, "rtol": 1e-4}
 FIT_TOLERANCE = {"atol": 6e-3, "rtol": 1e-3}
 ENGINES = tuple(dict.fromkeys(entry.runtime for entry in REGISTRY.values()))  # runtime_<engine>.py for each
+# train.precision: what float32 convolutions and matrix products compute in on an NVIDIA GPU, set alike in every
+# engine by its runtime's set_precision (docs/fairness.md). "float32": IEEE float32 (TF32 off); "tf32": TensorFloat-32
+# tensor cores (10-bit mantissa inputs, float32 accumulation). The CPU kernels compute IEEE float32 under both.
+PRECISIONS = ("float32", "tf32")
 
 
 def native_framework(engine: str) -> str:
@@ -108,8 +112,9 @@ def runtime(engine: str) -> ModuleType:
     return importlib.import_module(f"dlcompare.frameworks.runtime_{engine}")
 
 
-def load(name: str, threads: int = 0) -> ModuleType:
-    """Import `name`'s implementation in a process that has not imported a conflicting Keras backend."""
+def load(name: str, threads: int = 0, precision: str = "float32") -> ModuleType:
+    """Import `name`'s implementation in a process that has not imported a conflicting Keras backend, its engine set
+    to `precision` (PRECISIONS)."""
     from dlcompare.errors import UserError
 
     if name not in REGISTRY:
@@ -128,7 +133,9 @@ def load(name: str, threads: int = 0) -> ModuleType:
     # memory); a user of TensorFlow or PyTorch who installed only that engine never loads it, nor does the comparison.
     unused_engines = ("jax",) if entry.runtime != "jax" else ()
     with native_stderr_hidden(), imports_hidden(unused_engines):
-        return importlib.import_module(f"dlcompare.frameworks.{entry.module}")
+        module = importlib.import_module(f"dlcompare.frameworks.{entry.module}")
+    runtime(entry.runtime).set_precision(precision)
+    return module
 
 
 @contextmanager

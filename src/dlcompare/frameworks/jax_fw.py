@@ -169,10 +169,9 @@ class Implementation(Framework):
         self.state.opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
 
     def validate(self, session):
-        loss_sum = correct = 0.0
-        for images, labels in EvalBatches(session.val_x, session.val_y, VALIDATION_BATCH):
-            loss, right = self.evaluate_batch(self.state, images, labels[:, 0])
-            loss_sum, correct = loss_sum + float(loss), correct + float(right)
+        sums = [self.evaluate_batch(self.state, images, labels[:, 0])
+                for images, labels in EvalBatches(session.val_x, session.val_y, VALIDATION_BATCH)]
+        loss_sum, correct = (sum(float(value) for value in column) for column in zip(*jax.device_get(sums)))  # one wait
         return loss_sum / len(session.val_x), correct / len(session.val_x)
 
     def fit(self, session):

@@ -210,17 +210,19 @@ class Implementation(Framework):
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        return loss.item(), ((logits > 0) == (labels > 0.5)).float().mean().item()
+        # Tensors, not .item(): reading a value waits for the GPU, so the loop reads them once per epoch.
+        return torch.stack([loss.detach(), ((logits > 0) == (labels > 0.5)).float().mean()])
 
     @torch.no_grad()
     def validate(self, session):
         self.model.eval()
-        loss_sum = correct = 0.0
+        sums = []
         for x, y in EvalBatches(session.val_x, session.val_y, VALIDATION_BATCH):
             labels = torch.from_numpy(y[:, 0]).to(self.device)
             logits = self.model(self.images(x))
-            loss_sum += F.binary_cross_entropy_with_logits(logits, labels, reduction="sum").item()
-            correct += ((logits > 0) == (labels > 0.5)).sum().item()
+            sums.append(torch.stack([F.binary_cross_entropy_with_logits(logits, labels, reduction="sum"),
+                                     ((logits > 0) == (labels > 0.5)).sum().float()]))
+        loss_sum, correct = (sum(column) for column in zip(*torch.stack(sums).tolist()))
         return loss_sum / len(session.val_x), correct / len(session.val_x)
 
     def fit(self, session):
@@ -237,9 +239,9 @@ class Implementation(Framework):
             self.set_learning_rate(session.learning_rate(epoch))
             self.model.train()
             steps = [self.train_step(x, y) for x, y in session.batches.epoch(epoch)]
+            train_loss, train_accuracy = np.mean(torch.stack(steps).cpu().numpy().astype(np.float64), axis=0)
             session.validation_begin(epoch)
             val_loss, val_accuracy = self.validate(session)
-            train_loss, train_accuracy = np.mean(steps, axis=0)
             session.epoch_end(epoch, {"train_loss": train_loss, "train_accuracy": train_accuracy,
                                       "val_loss": val_loss, "val_accuracy": val_accuracy})
             partial = checkpoint.with_suffix(".partial")

@@ -24,10 +24,38 @@ def _threads(threads: int) -> int:
 
 def before_import(threads: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # XLA's C++ logging shares TensorFlow's switch
+    # JAX takes 75 % of a GPU's memory at start-up by default; allocating on demand lets runs and tests share one.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if threads:
         flags = os.environ.get("XLA_FLAGS", "")
         extra = f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} intra_op_parallelism_threads={threads}"
         os.environ["XLA_FLAGS"] = f"{flags} {extra}".strip()
+
+
+# train.precision -> jax_default_matmul_precision, which XLA applies to float32 dots and convolutions without a
+# precision of their own (every one here). Unset, NVIDIA GPUs compute them in TF32 (JAX's "Default numerical
+# precision" in its GPU performance tips).
+MATMUL_PRECISION = {"float32": "float32", "tf32": "tensorfloat32"}
+
+
+def set_precision(precision: str) -> None:
+    import jax
+
+    jax.config.update("jax_default_matmul_precision", MATMUL_PRECISION[precision])
+
+
+def precision_in_force() -> str:
+    import jax
+
+    return f"jax_default_matmul_precision {jax.config.jax_default_matmul_precision or 'unset (TF32 on NVIDIA GPUs)'}"
+
+
+def peak_device_mb() -> float | None:
+    """The most memory XLA's allocator used on the first GPU; None without one."""
+    import jax
+
+    gpus = [d for d in jax.devices() if d.platform == "gpu"]
+    return gpus[0].memory_stats()["peak_bytes_in_use"] / 2**20 if gpus else None
 
 
 def configure(threads: int, seed: int) -> dict:
@@ -41,6 +69,7 @@ def configure(threads: int, seed: int) -> dict:
         "inter_op": 1,
         "gpus": len(gpus),
         "deterministic": int(_threads(threads) == 1 and not gpus),
+        "precision": precision_in_force(),
     }
 
 
@@ -59,8 +88,7 @@ def gemm_probe(n: int, gpu_n: int):
     a = jax.random.uniform(jax.random.key(0), (n, n))
     b = jax.random.uniform(jax.random.key(1), (n, n))
     matmul = jax.jit(lambda x, y: jnp.sum(x @ y))
-    precision = f"jax_default_matmul_precision {jax.config.jax_default_matmul_precision or 'unset (TF32 on NVIDIA GPUs)'}"
-    return (lambda: float(matmul(a, b))), n, gpus, precision
+    return (lambda: float(matmul(a, b))), n, gpus, precision_in_force()
 
 
 def convolution_timers(spec, batch: int) -> dict:

@@ -23,6 +23,29 @@ def before_import(threads: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ start-up chatter; real errors still raise in Python
 
 
+def set_precision(precision: str) -> None:
+    """train.precision: TensorFloat-32 for float32 matrix products and convolutions on NVIDIA GPUs is TensorFlow's
+    default (tf.config.experimental.enable_tensor_float_32_execution); "float32" turns it off."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
+
+
+def precision_in_force() -> str:
+    import tensorflow as tf
+
+    return f"TF32 {'on' if tf.config.experimental.tensor_float_32_execution_enabled() else 'off'}"
+
+
+def peak_device_mb() -> float | None:
+    """The most memory TensorFlow's allocator used on the first GPU; None without one."""
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        return None
+    return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+
+
 def configure(threads: int, seed: int) -> dict:
     """Threads, seeds and op determinism; 0 threads = TensorFlow's default (all cores)."""
     import tensorflow as tf
@@ -36,12 +59,18 @@ def configure(threads: int, seed: int) -> dict:
     tf.config.experimental.enable_op_determinism()
     cores = available_cores()
     with native_stderr_hidden():  # the first device query logs a failed cuInit on machines without a GPU
-        gpus = len(tf.config.list_physical_devices("GPU"))
+        gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:  # TensorFlow would otherwise take most of each GPU at its first op, and no other run could share it
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # the devices are initialised already (a second configure in this process): set then
+            pass
     return {
         "intra_op": tf.config.threading.get_intra_op_parallelism_threads() or cores,
         "inter_op": tf.config.threading.get_inter_op_parallelism_threads() or cores,
-        "gpus": gpus,
+        "gpus": len(gpus),
         "deterministic": 1,
+        "precision": precision_in_force(),
     }
 
 
@@ -58,8 +87,7 @@ def gemm_probe(n: int, gpu_n: int):
     n = max(n, gpu_n) if gpus else n
     a, b = tf.random.uniform((n, n)), tf.random.uniform((n, n))
     matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
-    precision = f"TF32 {'allowed' if tf.config.experimental.tensor_float_32_execution_enabled() else 'off'}"
-    return (lambda: matmul(a, b).numpy()), n, gpus, precision
+    return (lambda: matmul(a, b).numpy()), n, gpus, precision_in_force()
 
 
 def convolution_timers(spec, batch: int) -> dict:

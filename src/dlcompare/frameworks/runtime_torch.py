@@ -46,6 +46,32 @@ def keep_freed_memory() -> None:
         mallopt(m_arena_max, 1)
 
 
+# train.precision -> torch's fp32_precision of CUDA matrix products and cuDNN convolutions (its defaults differ: IEEE
+# products but TF32 convolutions; PyTorch's notes "TensorFloat-32 (TF32) on Ampere (and later) devices"). The CPU's
+# oneDNN kernels keep their own setting, IEEE float32.
+FP32_PRECISION = {"float32": "ieee", "tf32": "tf32"}
+
+
+def set_precision(precision: str) -> None:
+    import torch
+
+    torch.backends.cuda.matmul.fp32_precision = FP32_PRECISION[precision]
+    torch.backends.cudnn.conv.fp32_precision = FP32_PRECISION[precision]
+
+
+def precision_in_force() -> str:
+    import torch
+
+    return f"CUDA matmul {torch.backends.cuda.matmul.fp32_precision}, cuDNN conv {torch.backends.cudnn.conv.fp32_precision}"
+
+
+def peak_device_mb() -> float | None:
+    """The most GPU memory PyTorch's caching allocator held (what no other process could use); None without a GPU."""
+    import torch
+
+    return torch.cuda.max_memory_reserved() / 2**20 if torch.cuda.is_available() else None
+
+
 def configure(threads: int, seed: int) -> dict:
     """Threads, seeds and deterministic algorithms; 0 threads = one per available core."""
     import torch
@@ -65,6 +91,7 @@ def configure(threads: int, seed: int) -> dict:
         "inter_op": torch.get_num_interop_threads(),
         "gpus": torch.cuda.device_count(),
         "deterministic": 1,
+        "precision": precision_in_force(),
     }
 
 
@@ -87,9 +114,7 @@ def gemm_probe(n: int, gpu_n: int):
     gpus = [torch.cuda.get_device_name()] if where.type == "cuda" else []
     n = max(n, gpu_n) if gpus else n
     a, b = torch.rand(n, n, device=where), torch.rand(n, n, device=where)
-    precision = (f"matmul {torch.get_float32_matmul_precision()} ('highest' is float32), cuDNN convolutions TF32 "
-                 f"{'allowed' if torch.backends.cudnn.allow_tf32 else 'off'}")
-    return (lambda: float((a @ b).sum())), n, gpus, precision
+    return (lambda: float((a @ b).sum())), n, gpus, precision_in_force()
 
 
 def convolution_timers(spec, batch: int) -> dict:

@@ -158,10 +158,8 @@ class Implementation(Framework):
         self.step(tf.constant(x), tf.constant(y))
 
     def validate(self, session):
-        loss_sum = correct_sum = 0.0
-        for images, labels in EvalBatches(session.val_x, session.val_y, VALIDATION_BATCH):
-            loss, correct = self.evaluate_batch(images, labels)
-            loss_sum, correct_sum = loss_sum + float(loss), correct_sum + float(correct)
+        sums = [self.evaluate_batch(images, labels) for images, labels in EvalBatches(session.val_x, session.val_y, VALIDATION_BATCH)]
+        loss_sum, correct_sum = (sum(float(value) for value in column) for column in zip(*sums))  # read after the last batch
         return loss_sum / len(session.val_x), correct_sum / len(session.val_x)
 
     def fit(self, session):
@@ -177,10 +175,11 @@ class Implementation(Framework):
                 loss, accuracy = self.step(images, labels)
                 losses.append(loss)
                 accuracies.append(accuracy)
+            train_loss, train_accuracy = np.mean(losses), np.mean(accuracies)  # read once, after the epoch's last step
             session.validation_begin(e)
             val_loss, val_accuracy = self.validate(session)
             session.epoch_end(e, {
-                "train_loss": np.mean(losses), "train_accuracy": np.mean(accuracies),
+                "train_loss": train_loss, "train_accuracy": train_accuracy,
                 "val_loss": val_loss, "val_accuracy": val_accuracy,
             })
             epoch.assign(e + 1)
