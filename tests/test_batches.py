@@ -19,9 +19,37 @@ def test_same_seed_and_epoch_give_identical_batches(train_split):
     for step in range(first.steps):
         a, b = first.batch(1, step), second.batch(1, step)
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
-    # The background-thread iterator yields exactly the random-access batches.
-    for step, (images, labels) in enumerate(first.epoch(1)):
-        assert np.array_equal(images, second.batch(1, step)[0])
+    # The thread and the worker process yield exactly the random-access batches, in order.
+    for ahead in ("thread", "process"):
+        made = TrainBatches(x, y, 16, seed=3, shift=0.125, ahead=ahead)
+        for step, (images, labels) in enumerate(made.epoch(1)):
+            assert np.array_equal(images, second.batch(1, step)[0]) and np.array_equal(labels, second.batch(1, step)[1])
+        assert step == first.steps - 1
+
+
+def test_worker_batches_survive_an_abandoned_epoch_a_slice_and_an_error(train_split):
+    """A loop that leaves an epoch early gets the next epoch's batches, not the old ones; a memory-mapped slice
+    that does not start at the file's first image is reopened at the right place; a failing batch raises in the
+    loop."""
+    x, y = train_split
+    batches = TrainBatches(x[5:], y[5:], 16, seed=2, shift=0.125, ahead="process")
+    assert isinstance(x, np.memmap)
+    abandoned = batches.epoch(0)
+    next(abandoned)
+    for step, (images, labels) in enumerate(batches.epoch(1)):
+        expected_images, expected_labels = batches.batch(1, step)
+        assert np.array_equal(images, expected_images) and np.array_equal(labels, expected_labels)
+    assert step == batches.steps - 1
+    with pytest.raises(ValueError, match="non-negative"):
+        list(TrainBatches(x, y, 16, seed=0, ahead="process").epoch(-1))  # NumPy refuses the seed [0, -1] in the worker
+
+
+def test_a_batch_stays_valid_after_its_slot_is_reused(train_split):
+    x, y = train_split
+    batches = TrainBatches(x, y, 16, seed=1, ahead="process")
+    kept = [images for images, _ in batches.epoch(0)]  # every slot reused several times meanwhile
+    for step, images in enumerate(kept):
+        assert np.array_equal(images, batches.batch(0, step)[0])
 
 
 def test_other_seed_or_epoch_gives_other_batches(train_split):
@@ -72,3 +100,30 @@ def test_fewer_images_than_a_batch_is_an_error(train_split):
     x, y = train_split
     with pytest.raises(ValueError, match="fewer than one batch"):
         TrainBatches(x[:3], y[:3], 16, seed=0)
+
+
+def test_a_training_loop_fed_by_the_worker_process_ends_bitwise_where_the_thread_fed_one_does(train_split, tmp_path):
+    """The worker process is what a GPU run uses; here pytorch's own loop (deterministic on the CPU) runs an epoch
+    fed each way."""
+    from dlcompare import architectures, frameworks
+    from dlcompare.frameworks.base import EPOCH_KEYS, TrainingSession
+    from dlcompare.params import TrainParams
+
+    x, y = train_split
+    module = frameworks.load("pytorch", threads=1)
+    spec = architectures.PlainCNN(image_size=32, batch_norm=True, bn_momentum=0.9, bn_epsilon=1e-3, dense_units=0,
+                                  dropout=0.0, filters=(8, 16), convs_per_block=1, kernel_size=3, head="global_avg")
+    train = TrainParams(epochs=2, batch_size=16, threads=1)
+    final = {}
+    for ahead in ("thread", "process"):
+        implementation = module.Implementation(spec, train, seed=0)
+        implementation.build(spec.initial_weights(0))
+        session = TrainingSession(train=train, seed=0, batches=TrainBatches(x, y, 16, seed=0, shift=0.125, ahead=ahead),
+                                  val_x=x[:32], val_y=y[:32], checkpoint_dir=tmp_path / ahead)
+        session.checkpoint_dir.mkdir()
+        implementation.fit(session)
+        final[ahead] = (implementation.weights(), session.ordered_history())
+    numbers = [[{key: epoch[key] for key in EPOCH_KEYS} for epoch in final[ahead][1]] for ahead in final]
+    assert numbers[0] == numbers[1]
+    for name, value in final["thread"][0].items():
+        assert np.array_equal(value, final["process"][0][name]), name

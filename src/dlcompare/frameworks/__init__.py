@@ -63,7 +63,7 @@ REGISTRY: dict[str, RegistryEntry] = {f.name: f for f in (
         "keras: dropout masks from Keras' SeedGenerator; `fit` fed through tf.data (AUTOTUNE off, two batches prefetched).",
         KERAS_NOTE)),
     RegistryEntry("tensorflow", "tensorflow_fw", "tensorflow", ("tensorflow",), ("tensorflow",), PLAIN_AND_RESNET, KERAS_IO, notes=(
-        "tensorflow: dropout masks from `tf.nn.experimental.stateless_dropout`; batches from a background thread.",)),
+        "tensorflow: dropout masks from `tf.nn.experimental.stateless_dropout`; batches from dlcompare's worker process, as pytorch and jax.",)),
     RegistryEntry("pytorch", "pytorch_fw", "torch", ("torch",), ("torch",), PLAIN_AND_RESNET,
               Tutorial("torch-loader", "pytorch", "pytorch"), notes=(
         "pytorch: dropout masks from torch's global generator (reseeded per epoch); NCHW tensors in channels_last "
