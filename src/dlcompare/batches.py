@@ -63,7 +63,9 @@ class TrainBatches:
         # process where this process sees a GPU, else a thread. On a GPU an engine's dispatch holds the interpreter
         # lock, which starves a thread; on the CPU the engines' kernels release it, and the worker process cost
         # tensorflow 2.4 % (`dlcompare ab`, 6 rounds, CI [0.962, 0.991]; pytorch and jax unchanged).
-        self.ahead = ahead
+        if ahead not in ("auto", "thread", "process"):
+            raise ValueError(f"ahead = {ahead!r}: one of auto, thread, process")
+        self.ahead, self._worker = ahead, None
 
     @property
     def steps(self) -> int:
@@ -88,7 +90,7 @@ class TrainBatches:
         """The epoch's batches in order, made ahead (see `ahead`): the same arrays as `batch` either way."""
         if self.ahead == "thread" or (self.ahead == "auto" and not gpu_visible()):
             return prefetched((self.batch(epoch, step) for step in range(self.steps)), 2)
-        if getattr(self, "_worker", None) is None:
+        if self._worker is None:
             self._worker = BatchWorker(self)  # started on first use, one per run
         return self._worker.epoch(epoch)
 
