@@ -422,6 +422,31 @@ def test_sigterm_during_prepare_removes_its_scratch_and_keeps_the_previous_outpu
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 143 and stderr.strip().splitlines() == ["dlcompare: terminated; nothing half-written was kept"]
+    assert process.returncode == 143, stderr
+    assert stderr.strip().splitlines() == ["dlcompare: terminated; nothing half-written was kept"]
     assert sorted(p.name for p in (project / "data").iterdir()) == ["prepared", "raw"]
     assert (project / "data" / "prepared" / "manifest.csv").read_bytes() == before
+
+
+def test_a_sigterm_whose_exception_python_dropped_still_keeps_the_previous_output(tmp_path, monkeypatch):
+    """The handler's exception can land in a __del__, where Python prints it and goes on; the commit still stops."""
+    import signal
+
+    from dlcompare import errors
+    from dlcompare.atomic import building_dir
+
+    class SigtermDuringDel:
+        def __del__(self):
+            errors.on_sigterm(signal.SIGTERM, None)
+
+    monkeypatch.setattr(errors, "_terminated", False)  # the flag is process-wide: undo it after the test
+    monkeypatch.setattr("sys.unraisablehook", lambda unraisable: None)
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "result.txt").write_text("previous")
+    with pytest.raises(errors.Terminated):
+        with building_dir(target) as work:
+            (work / "result.txt").write_text("half")
+            SigtermDuringDel()  # collected at once: its Terminated is dropped and the block carries on
+            (work / "more.txt").write_text("the rest of the command ran")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (target / "result.txt").read_text() == "previous"

@@ -10,11 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from dlcompare.errors import raise_if_terminated
+
 
 def write_text(path: Path, text: str) -> None:
     """Replace `path` with `text` in one step: readers see the old file or the new one, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    raise_if_terminated()
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -59,6 +62,7 @@ def building_dir(target: Path) -> Iterator[Path]:
     os.chmod(work, 0o777 & ~umask)  # mkdtemp makes it private; outputs should look like any folder
     try:
         yield work
+        raise_if_terminated()  # a SIGTERM whose exception Python dropped must still keep the previous output
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

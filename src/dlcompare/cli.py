@@ -14,7 +14,7 @@ from typing import List
 
 import typer
 
-from dlcompare.errors import UserError
+from dlcompare.errors import Terminated, UserError, on_sigterm
 from dlcompare.frameworks import NAMES
 
 PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="Parameters file (sections mirror the stages).")
@@ -26,7 +26,8 @@ class App(typer.Typer):
     def __call__(self, *args, **kwargs):
         # SIGTERM (a scheduler, `kill`, DVC stopping a queued run) unwinds like Ctrl-C, so half-built outputs are
         # removed instead of left behind.
-        signal.signal(signal.SIGTERM, _terminated)
+        signal.signal(signal.SIGTERM, on_sigterm)
+        sys.unraisablehook = _quiet_when_terminated
         if os.environ.get("DLCOMPARE_DIE_WITH_PARENT"):  # a cluster cell's stage: it stops when its node's task dies
             from dlcompare.lifetime import die_with_parent
 
@@ -44,12 +45,11 @@ class App(typer.Typer):
             sys.exit(143)
 
 
-class Terminated(BaseException):
-    """Raised in the main thread when SIGTERM arrives."""
-
-
-def _terminated(signum, frame):
-    raise Terminated()
+def _quiet_when_terminated(unraisable, default=sys.unraisablehook):
+    # A Terminated raised inside a __del__ is dropped by Python; errors.on_sigterm remembered it, so the
+    # command still ends with its one line instead of an "Exception ignored" traceback.
+    if not isinstance(unraisable.exc_value, Terminated):
+        default(unraisable)
 
 
 app = App(
