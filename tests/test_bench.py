@@ -5,14 +5,23 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from dlcompare.frameworks import ENGINES, NAMES, REGISTRY
+from dlcompare.frameworks import ENGINES, REGISTRY
 from dlcompare import architectures
 
 
+# One framework per engine, and through them every tutorial pipeline (keras-io on TensorFlow and on PyTorch, the
+# torch-loader one as JAX's): each bench child is a fresh process, so all six would cost CI minutes to run code these
+# three already run. test_extras benchmarks pytorch (where only torch is installed).
+BENCHED = ["keras", "jax", "keras-torch"]
+
+
 def test_quick_bench_writes_every_key(tmp_path):
+    assert {REGISTRY[name].runtime for name in BENCHED} == set(ENGINES)
+    assert {REGISTRY[name].tutorial.pipeline for name in BENCHED} == {entry.tutorial.pipeline for entry in REGISTRY.values()}
     comparison = ROOT / "reference" / "comparison.json"  # a real compare of full runs on the 10k subset
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick", "--out", str(tmp_path),
-                             "--comparison", str(comparison)], capture_output=True, text=True, timeout=600)
+                             "--comparison", str(comparison), "--frameworks", ",".join(BENCHED)],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "images/s" in result.stdout
     [written] = tmp_path.glob("*.json")
@@ -21,15 +30,15 @@ def test_quick_bench_writes_every_key(tmp_path):
     assert set(figures["engines"]) == set(ENGINES)
     assert figures["gemm_gflops"] == max(engine["gemm_gflops"] for engine in figures["engines"].values()) > 0
     assert figures["prepare"]["images_per_s"] > 0
-    tutorials = {entry.tutorial for entry in REGISTRY.values()}
+    tutorials = {REGISTRY[name].tutorial for name in BENCHED}
     assert set(figures["tutorials"]) == {tutorial.name for tutorial in tutorials}
     for tutorial in tutorials:  # each keras-io run on the backend of the framework it runs as
         if tutorial.pipeline == "keras-io":
             backend = REGISTRY[tutorial.runs_as].keras_backend
             assert f"Keras' {backend} backend" in figures["tutorials"][tutorial.name]["pipeline"]
     assert all(tutorial["tutorial_images_per_s"] > 0 for tutorial in figures["tutorials"].values())
-    assert set(figures["train"]) == set(NAMES)
-    for framework in NAMES:
+    assert set(figures["train"]) == set(BENCHED)
+    for framework in BENCHED:
         train = figures["train"][framework]
         for key in ("images_per_s", "gflops", "fraction_of_gemm", "first_epoch_overhead_s", "peak_rss_mb",
                     "harness_overhead", "speedup_vs_tutorial", "full_dataset_peak_rss_mb"):
@@ -51,7 +60,7 @@ def test_quick_bench_writes_every_key(tmp_path):
     flops = [next(iter(measured.values()))["flops_per_image"] for measured in figures["scales"].values()]
     assert flops[2] > flops[1] > 0 and flops[0] > 0
     for scale, measured in figures["scales"].items():
-        assert set(measured) == set(NAMES), scale
+        assert set(measured) == set(BENCHED), scale
         for framework, cell in measured.items():
             assert cell["fraction_of_gemm"] == cell["gflops"] / figures["gemm_gflops"]
             assert cell["gflops"] == 3 * cell["flops_per_image"] * cell["images_per_s"] / 1e9
@@ -61,11 +70,11 @@ def test_quick_bench_writes_every_key(tmp_path):
     assert "from plain_cnn to resnet x4: " in result.stdout
     # Time to accuracy is the pipeline's (the bench trains no full recipe): copied per framework, null where absent.
     compared = json.loads(comparison.read_text())["frameworks"]
-    assert set(figures["time_to_accuracy"]) == set(NAMES)
-    for framework in NAMES:
+    assert set(figures["time_to_accuracy"]) == set(BENCHED)
+    for framework in BENCHED:
         expected = compared[framework]["time_to_accuracy_s"] if framework in compared else None
         assert figures["time_to_accuracy"][framework] == expected
-    assert any(reached and (reached["0.88"]["median"] or 0) > 0 for reached in figures["time_to_accuracy"].values())
+    assert any(reached and (reached["0.80"]["median"] or 0) > 0 for reached in figures["time_to_accuracy"].values())
     assert "time to accuracy" in result.stdout
 
 
