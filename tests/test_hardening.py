@@ -450,3 +450,23 @@ def test_a_sigterm_whose_exception_python_dropped_still_keeps_the_previous_outpu
             SigtermDuringDel()  # collected at once: its Terminated is dropped and the block carries on
             (work / "more.txt").write_text("the rest of the command ran")
     assert [p.name for p in tmp_path.iterdir()] == ["out"] and (target / "result.txt").read_text() == "previous"
+
+
+def test_a_command_that_finished_after_a_dropped_sigterm_still_ends_143(monkeypatch, capsys):
+    """The dropped SIGTERM can come after the last commit point (a dvclive write, say): the exit still says so."""
+    import signal
+    import sys
+
+    from dlcompare import errors
+    from dlcompare.cli import app
+
+    monkeypatch.setattr(errors, "_terminated", True)  # as on_sigterm leaves it when its exception was dropped
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # App.__call__ replaces both: undo them after
+    previous_handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as ended:
+            app(["--help"])  # succeeds on its own (exit 0)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    assert ended.value.code == 143
+    assert capsys.readouterr().err.strip() == "dlcompare: terminated; nothing half-written was kept"

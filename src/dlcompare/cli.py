@@ -14,7 +14,7 @@ from typing import List
 
 import typer
 
-from dlcompare.errors import Terminated, UserError, on_sigterm
+from dlcompare.errors import Terminated, UserError, on_sigterm, raise_if_terminated
 from dlcompare.frameworks import NAMES
 
 PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="Parameters file (sections mirror the stages).")
@@ -33,7 +33,10 @@ class App(typer.Typer):
 
             die_with_parent(signal.SIGTERM)
         try:
-            return super().__call__(*args, **kwargs)
+            try:
+                return super().__call__(*args, **kwargs)
+            finally:
+                raise_if_terminated()  # a SIGTERM whose exception Python dropped after the last commit still ends 143
         except UserError as error:
             print(f"dlcompare: error: {error}", file=sys.stderr)
             sys.exit(1)
