@@ -43,21 +43,11 @@ from datetime import date
 from pathlib import Path
 
 from ceiling import prepare_rate
-from dlcompare.frameworks import PRECISIONS, REGISTRY
+from dlcompare.frameworks import PRECISIONS, REGISTRY, package_versions
 
 from common import FRAMEWORK_PACKAGES, FRAMEWORKS, PRECISION_VARIABLE, ROOT, SCALES, SHARED_ZIP, machine, settings
 from harness import child_framework, child_memory
 from tutorials import PIPELINE_NEEDS, child_loader_tutorial, child_tutorial
-
-
-def installed(package: str) -> bool:
-    from importlib import metadata
-
-    try:
-        metadata.version(package)
-        return True
-    except metadata.PackageNotFoundError:
-        return False
 
 
 def frameworks_imported() -> list[str]:
@@ -148,7 +138,7 @@ def main() -> None:
         for framework in chosen:
             pipeline, name, runs_as = REGISTRY[framework].tutorial
             train = results["train"][framework]
-            missing = [package for package in PIPELINE_NEEDS[pipeline] if not installed(package)]
+            missing = [package for package, version in package_versions(PIPELINE_NEEDS[pipeline]).items() if version is None]
             if missing:
                 results["tutorials_not_run"][name] = f"{pipeline} needs {', '.join(missing)}, which is not installed"
                 train["tutorial_images_per_s"] = train["speedup_vs_tutorial"] = None

@@ -36,7 +36,7 @@ import yaml
 
 from dlcompare.atomic import write_json
 from dlcompare.errors import UserError
-from dlcompare.frameworks import REGISTRY
+from dlcompare.frameworks import REGISTRY, package_versions
 from dlcompare.machine import machine
 from dlcompare.speed import one_round
 
@@ -79,18 +79,6 @@ def export_revision(root: Path, rev: str, into: Path) -> Path:
     return into
 
 
-def installed(packages) -> dict[str, str | None]:
-    from importlib import metadata
-
-    found = {}
-    for package in packages:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = None
-    return found
-
-
 def _same_version(installed_version: str | None, pinned: str) -> bool:
     # A local build label (torch 2.13.0+cpu) satisfies its pin (torch==2.13.0), as pip's == does.
     return installed_version is not None and installed_version.split("+")[0] == pinned
@@ -99,7 +87,7 @@ def _same_version(installed_version: str | None, pinned: str) -> bool:
 def overlay(pins: dict[str, str], envs: Path, echo) -> tuple[str | None, dict]:
     """The folder to put first on the import path so that `pins` hold (None if this environment already has
     them), building it on first use; and what it cost (path, MB, seconds, reused)."""
-    here = installed(pins)
+    here = package_versions(pins)
     differing = {p: v for p, v in pins.items() if not _same_version(here[p], v)}
     if not differing:
         return None, {"overlay": None}

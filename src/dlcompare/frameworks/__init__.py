@@ -180,16 +180,21 @@ def pinned_versions() -> dict[str, str]:
     return pins
 
 
-def installed_versions(name: str) -> dict[str, str]:
+def package_versions(packages) -> dict[str, str | None]:
+    """Each package's installed version, None where it is not installed (the one lookup bench and ab use too)."""
     from importlib import metadata
 
     found = {}
-    for package in REGISTRY[name].packages:
+    for package in packages:
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
-            found[package] = "missing"
+            found[package] = None
     return found
+
+
+def installed_versions(name: str) -> dict[str, str]:
+    return {package: version or "missing" for package, version in package_versions(REGISTRY[name].packages).items()}
 
 
 def missing_packages(name: str) -> list[str]:
