@@ -223,8 +223,8 @@ def test_vectorised_auc_bootstrap_brackets_the_auc():
 # ---------------------------------------------------------------- calibration by simulation
 
 def test_the_simulator_matches_the_reference_runs():
-    """Fitted to reference/comparison.json: 71–113 (mean 94.9) images disagree between frameworks on one seed,
-    framework × seed interaction SD 0.31 points (4 df) — the old simulator gave ~201 disagreements."""
+    """Fitted to reference/comparison.json (six frameworks × 3 seeds): 81–128 (mean 102.5) images disagree between
+    frameworks on one seed, framework × seed interaction SD 0.43 points (10 df)."""
     import json
 
     from conftest import ROOT
