@@ -9,14 +9,14 @@ framework trained with seed s (same initial weights and batches); `run_noise` is
 skill is the accuracy plus the framework's effect, turned into the latent scale. `spread[f]` > 1 makes
 a framework noisier from seed to seed than the others (the check the pooled estimator must pass).
 
-FITTED is fitted to the committed reference runs (reference/comparison.json: six frameworks × 3 seeds on
-2,000 test images, 2026-12-03): the mean accuracy (89.4 %), the mean number of test images two frameworks
-with the same seed disagree on (102.5; observed 81–128), which sets the run share, and the mean number two
-seeds of one framework disagree on (126.3; observed 115–136; from reference/runs/predictions-*.csv), which
-sets the seed share. The framework ×
-seed interaction of run accuracies (SD 0.43 points) is then reproduced within the test's bounds by the
-per-run image noise on its own (no extra run-level skill term). The previous fit (3 frameworks of the
-earlier recipe, 94.9 disagreements) had the seed share set equal to the run share, unobservable then.
+FITTED is fitted to the committed reference runs (reference/comparison.json: six frameworks × 3 seeds
+on 2,000 test images, 2026-12-03): the mean accuracy (89.4 %); the mean number of test images two
+frameworks with the same seed disagree on (102.5; observed 81–128), which sets the run share; and the
+mean number two seeds of one framework disagree on (126.3; observed 115–136; reference/runs/
+predictions-*.csv), which sets the seed share (it does not enter a pair's difference). The framework ×
+seed interaction of run accuracies (SD 0.43 points) is then within the test's bounds from the per-run
+image noise alone (no extra run-level skill term). The previous fit (3 frameworks of the earlier recipe,
+94.9 disagreements) set the seed share equal to the run share, as its files had no predictions.
 """
 
 from __future__ import annotations
